@@ -1,0 +1,294 @@
+"""The hidden-test engine: run untrusted learner code and explain what went wrong.
+
+Every check receives a :class:`Ctx`.  ``ctx.expect(name, *args)`` calls the target's
+``name`` and the reference's on copies of the same inputs, and compares; a mismatch
+is checked against the kata's misconceptions so the failure can say which mistake it
+looks like.  Learner code runs guarded: a per-call timeout, ``NotImplementedError``
+read as "not started", other exceptions reported with the learner's own frames, and
+inputs compared before and after the call to catch mutation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import inspect
+import signal
+import threading
+import traceback
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from .compare import Mismatch, changed, compare, describe, snapshot
+from .model import Kata, Misconception
+
+
+# ---------------------------------------------------------------------------
+# Outcomes.  ``Abort`` subclasses BaseException so that hypothesis does not try to
+# shrink them: a hang or a missing implementation ends the check at once.
+# ---------------------------------------------------------------------------
+
+class Abort(BaseException):
+    """Ends a check immediately, bypassing hypothesis' shrinking."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class NotStarted(Abort):
+    """The learner has not implemented this yet (``NotImplementedError``)."""
+
+
+class Unavailable(Abort):
+    """Something this kata needs (Triton, CUDA, a backend) is missing here."""
+
+
+class LearnerTimeout(Abort):
+    """Learner code ran past the kata's time limit."""
+
+
+class KataFailure(Exception):
+    """The target is wrong; ``message`` says what was expected and what came back."""
+
+    def __init__(self, message: str, misconception: Misconception | None = None):
+        super().__init__(message)
+        self.message = message
+        self.misconception = misconception
+
+
+class LearnerError(KataFailure):
+    """Learner code raised; ``message`` carries a traceback of the learner's frames."""
+
+
+# ---------------------------------------------------------------------------
+# Namespaces: the learner's module, the reference, or the reference with overrides.
+# ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Namespace:
+    """Attribute lookup: ``overrides`` first, then ``base`` (a module)."""
+
+    base: Any
+    overrides: dict = field(default_factory=dict)
+    label: str = "target"
+
+    def __getattr__(self, name: str) -> Any:
+        if name in self.overrides:
+            return self.overrides[name]
+        return getattr(self.base, name)
+
+    def has(self, name: str) -> bool:
+        return name in self.overrides or hasattr(self.base, name)
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float, what: str) -> Iterator[None]:
+    """Raise :class:`LearnerTimeout` in the main thread after ``seconds``."""
+    usable = (seconds and seconds > 0 and hasattr(signal, "setitimer")
+              and threading.current_thread() is threading.main_thread())
+    if not usable:
+        yield
+        return
+
+    def on_alarm(signum: int, frame: Any) -> None:
+        raise LearnerTimeout(
+            f"{what} did not finish within {seconds:g} s: an infinite loop, or a "
+            f"size-dependent slowdown (a Python loop over every element?)")
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    old_delay, _ = signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        if old_delay:
+            signal.setitimer(signal.ITIMER_REAL, old_delay)
+
+
+def learner_traceback(exc: BaseException, root: Path | None) -> str:
+    """The traceback frames that belong to files under ``root``, innermost last."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if root is not None:
+        mine = [f for f in frames if _inside(f.filename, root)]
+        if mine:
+            if mine[-1] is not frames[-1]:
+                mine.append(frames[-1])  # where it actually blew up (numpy, torch…)
+            frames = traceback.StackSummary.from_list(mine)
+    lines = traceback.format_list(frames[-6:])
+    head = f"{type(exc).__name__}: {exc}"
+    return "".join(lines).rstrip() + "\n" + head
+
+
+def _inside(filename: str, root: Path) -> bool:
+    try:
+        Path(filename).resolve().relative_to(root)
+        return True
+    except (ValueError, OSError):
+        return False
+
+
+def stable_seed(*parts: str) -> int:
+    return zlib.crc32("/".join(parts).encode())
+
+
+class Ctx:
+    """What a check sees: the target, the reference, and guarded ways to call them."""
+
+    def __init__(self, kata: Kata, target: Any, reference: Any, *,
+                 target_root: Path | None = None, check_id: str = "",
+                 timeout: float | None = None, max_examples: int = 25, seed: int = 0):
+        self.kata = kata
+        self.target = target
+        self.ref = reference
+        self.target_root = target_root.resolve() if target_root else None
+        self.check_id = check_id
+        self.timeout = kata.timeout if timeout is None else timeout
+        self.max_examples = max_examples
+        self.seed = seed
+        self.rng = np.random.default_rng(stable_seed(kata.id, check_id, str(seed)))
+
+    # -- calling learner code ----------------------------------------------
+    def entry(self, name: str) -> Any:
+        try:
+            return getattr(self.target, name)
+        except AttributeError:
+            raise KataFailure(f"the target defines no `{name}`: keep the stub's name "
+                              f"and signature exactly") from None
+
+    def run(self, thunk: Callable[[], Any], what: str) -> Any:
+        """Run learner code ``thunk`` guarded (timeout, not-started, learner traceback)."""
+        try:
+            with time_limit(self.timeout, what):
+                return thunk()
+        except NotImplementedError as exc:
+            raise NotStarted(str(exc) or f"{what} raises NotImplementedError") from None
+        except (Abort, KataFailure):
+            raise
+        except Exception as exc:  # learner code is untrusted: any error is feedback
+            raise LearnerError(f"{what} raised an exception:\n"
+                               f"{learner_traceback(exc, self.target_root)}") from None
+
+    def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        """Call the target's ``name`` guarded, and fail if it mutated its inputs."""
+        fn = self.entry(name)
+        before = snapshot((args, kwargs))
+        what = describe(name, args, kwargs)
+        out = self.run(lambda: fn(*args, **kwargs), what)
+        mutated = self._mutated(name, before, args, kwargs)
+        if mutated:
+            raise KataFailure(f"{what} modified its input `{mutated}` in place. Inputs "
+                              f"belong to the caller: compute into new arrays instead "
+                              f"(watch for `x -= ...`, `x[...] = ...`, out= arguments).")
+        return out
+
+    def _mutated(self, name: str, before: Any, args: tuple, kwargs: dict) -> str | None:
+        try:
+            params = list(inspect.signature(getattr(self.ref, name)).parameters)
+        except (TypeError, ValueError, AttributeError):
+            params = []
+        for i, (b, a) in enumerate(zip(before[0], args)):
+            if changed(b, a):
+                return params[i] if i < len(params) else f"argument {i + 1}"
+        for key, value in kwargs.items():
+            if changed(before[1].get(key), value):
+                return key
+        return None
+
+    def reference(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        args, kwargs = copy.deepcopy((args, kwargs))
+        return getattr(self.ref, name)(*args, **kwargs)
+
+    # -- comparing -----------------------------------------------------------
+    def expect(self, name: str, *args: Any, tol: tuple[float, float] | None = None,
+               **kwargs: Any) -> Any:
+        """Target's ``name(*args, **kwargs)`` must match the reference's; returns it."""
+        want = self.reference(name, *args, **kwargs)
+        got = self.call(name, *copy.deepcopy(args), **copy.deepcopy(kwargs))
+        what = describe(name, args, kwargs)
+
+        def rerun(ns: Any) -> Any:
+            a, kw = copy.deepcopy((args, kwargs))
+            return getattr(ns, name)(*a, **kw)
+
+        self.match(got, want, what, rerun=rerun, tol=tol, entries=(name,))
+        return got
+
+    def expect_scenario(self, scenario: Callable[[Any], Any], what: str, *,
+                        tol: tuple[float, float] | None = None) -> Any:
+        """Run ``scenario(namespace)`` on reference and target; outputs must match.
+
+        For katas whose entries are classes or work together: the scenario builds
+        its own inputs, drives the namespace, and returns what to compare.
+        """
+        want = scenario(self.ref)
+        got = self.run(lambda: scenario(self.target), what)
+        self.match(got, want, what, rerun=scenario, tol=tol, entries=None)
+        return got
+
+    def match(self, got: Any, want: Any, what: str, *, rerun: Callable[[Any], Any] | None = None,
+              tol: tuple[float, float] | None = None, entries: tuple[str, ...] | None = None) -> None:
+        """Compare; on a mismatch name the misconceptions that produce ``got``."""
+        problem = compare(got, want, tol=tol)
+        if problem is None:
+            return
+        matched = self.diagnose(got, rerun, tol, entries) if rerun else []
+        raise self.failure(what, problem, matched)
+
+    def diagnose(self, got: Any, rerun: Callable[[Any], Any], tol: Any,
+                 entries: tuple[str, ...] | None) -> list[Misconception]:
+        found = []
+        for m in self.kata.misconceptions:
+            if entries is not None and not set(m.impls) & set(entries):
+                continue
+            try:
+                with time_limit(self.timeout, m.name):
+                    theirs = rerun(Namespace(self.ref, dict(m.impls), m.id))
+            except Exception:  # a misconception that cannot run here cannot match
+                continue
+            if compare(got, theirs, tol=tol) is None:
+                found.append(m)
+        return found
+
+    def failure(self, what: str, problem: Mismatch, matched: list[Misconception]) -> KataFailure:
+        lines = [f"{what}: {problem.summary}"]
+        lines += [f"  {d}" for d in problem.details]
+        if matched:
+            m = matched[0]
+            lines.append(f"This looks like the misconception \"{m.name}\" [{m.id}].")
+            if m.explanation:
+                lines.append(f"  {m.explanation}")
+            for other in matched[1:]:
+                lines.append(f"  (also consistent with \"{other.name}\" [{other.id}])")
+        return KataFailure("\n".join(lines), matched[0] if matched else None)
+
+    def fail(self, message: str, misconception: str | None = None) -> None:
+        """Fail the check; ``misconception`` (an id of this kata's) names the mistake."""
+        m = next((m for m in self.kata.misconceptions if m.id == misconception), None)
+        if m is not None:
+            message += f"\nThis looks like the misconception \"{m.name}\" [{m.id}]."
+            if m.explanation:
+                message += f"\n  {m.explanation}"
+        raise KataFailure(message, m)
+
+    # -- generated inputs ---------------------------------------------------
+    def given(self, max_examples: int | None = None, shrink: bool = True,
+              **strategies: Any) -> Callable[[Callable[..., None]], Callable[[], None]]:
+        """``hypothesis.given`` with settings fit for grading: derandomized, no deadline."""
+        from hypothesis import HealthCheck, Phase, given, settings
+
+        phases = [Phase.explicit, Phase.generate] + ([Phase.shrink] if shrink else [])
+
+        def wrap(fn: Callable[..., None]) -> Callable[[], None]:
+            return settings(
+                max_examples=max_examples or self.max_examples, deadline=None,
+                derandomize=True, database=None, phases=phases, print_blob=False,
+                suppress_health_check=list(HealthCheck),
+            )(given(**strategies)(fn))
+
+        return wrap

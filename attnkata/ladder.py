@@ -1,0 +1,188 @@
+"""The ladder: what a run (or the saved runs) says about each kata, level by level."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterable
+
+from .manager import Registry
+from .model import Kata
+from .runner import FAILED, LOCKED, NOT_STARTED, PASSED, UNAVAILABLE
+from .state import now
+
+READY, FAILING, NOT_RUN = "ready", "failing", "not run"
+STATUS_ORDER = (READY, FAILING, LOCKED, NOT_STARTED, UNAVAILABLE, NOT_RUN)
+PREDICTIONS_ITEM = "predictions"
+
+
+@dataclass
+class KataRow:
+    id: str
+    level: int
+    title: str
+    pack: str
+    status: str = NOT_RUN
+    detail: str = ""
+    misconception: str = ""
+    checks: dict[str, str] = field(default_factory=dict)   # check id -> outcome
+    stale: bool = False                                    # from an earlier run
+
+    @property
+    def done(self) -> bool:
+        return self.status == READY
+
+
+@dataclass
+class ClaimRow:
+    id: str
+    text: str
+    scope: str
+    source: str
+    not_claimed: str = ""
+    witnessed: bool = False
+    evidence: list[str] = field(default_factory=list)
+    environment: dict | None = None
+    kata: str = ""
+
+
+@dataclass
+class Ladder:
+    target: str
+    levels: dict[int, str]
+    rows: list[KataRow]
+    claims: list[ClaimRow] = field(default_factory=list)
+    calibration: dict[str, int] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    environment: dict[str, Any] = field(default_factory=dict)
+    created: str = field(default_factory=now)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def by_level(self) -> dict[int, list[KataRow]]:
+        out: dict[int, list[KataRow]] = {}
+        for row in self.rows:
+            out.setdefault(row.level, []).append(row)
+        return dict(sorted(out.items()))
+
+    def level_ready(self, level: int) -> bool:
+        rows = self.by_level().get(level, [])
+        return bool(rows) and all(r.done for r in rows)
+
+    def next_kata(self) -> KataRow | None:
+        """The first kata in ladder order that is not ready (and can run here)."""
+        return next((r for r in self.rows if r.status not in (READY, UNAVAILABLE)), None)
+
+    def counts(self) -> dict[str, int]:
+        out = {s: 0 for s in STATUS_ORDER}
+        for r in self.rows:
+            out[r.status] = out.get(r.status, 0) + 1
+        return out
+
+    def to_json(self) -> dict:
+        return {
+            "schema": "attnkata.ladder/1", "target": self.target, "created": self.created,
+            "levels": {str(k): v for k, v in self.levels.items()},
+            "katas": [asdict(r) for r in self.rows], "claims": [asdict(c) for c in self.claims],
+            "calibration": self.calibration, "problems": self.problems,
+            "environment": self.environment, "counts": self.counts(),
+            "next": self.next_kata().id if self.next_kata() else None,
+            "levels_ready": [lvl for lvl in self.by_level() if self.level_ready(lvl)],
+            **self.extra,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Ladder":
+        return cls(target=data["target"], levels={int(k): v for k, v in data["levels"].items()},
+                   rows=[KataRow(**r) for r in data["katas"]],
+                   claims=[ClaimRow(**c) for c in data.get("claims", [])],
+                   calibration=data.get("calibration", {}), problems=data.get("problems", []),
+                   environment=data.get("environment", {}), created=data.get("created", ""))
+
+
+def kata_status(kata: Kata, outcomes: dict[str, dict]) -> tuple[str, str, str]:
+    """(status, detail, misconception) from the item outcomes of one kata.
+
+    ``outcomes`` maps ``predictions`` and each check id to ``{"outcome", "message",
+    "misconception"}``; missing entries were not run (deselected, ``-x``).
+    """
+    checks = [outcomes.get(c.id) for c in kata.checks]
+    ran = [c for c in checks if c is not None]
+    if not ran and PREDICTIONS_ITEM not in outcomes:
+        return NOT_RUN, "", ""
+    for c in ran:
+        if c["outcome"] == UNAVAILABLE:
+            return UNAVAILABLE, c["message"], ""
+    failed = [c for c in ran if c["outcome"] == FAILED]
+    if failed:
+        named = next((c for c in failed if c.get("misconception")), None)
+        first = named or failed[0]
+        return FAILING, _first_line(first["message"]), first.get("misconception", "")
+    if ran and all(c["outcome"] == NOT_STARTED for c in ran):
+        return NOT_STARTED, _first_line(ran[0]["message"]), ""
+    preds = outcomes.get(PREDICTIONS_ITEM)
+    if any(c["outcome"] == LOCKED for c in ran) or (preds and preds["outcome"] == LOCKED):
+        return LOCKED, "predict first: fill PREDICTIONS in the kata file", ""
+    if preds and preds["outcome"] == FAILED:
+        return FAILING, _first_line(preds["message"]), ""
+    pending = [c for c in ran if c["outcome"] == NOT_STARTED]
+    if pending:
+        return FAILING, f"{len(pending)} check(s) still raise NotImplementedError", ""
+    if len(ran) < len(checks) or preds is None:
+        return NOT_RUN, "only part of this kata ran (-k / -x / --lf)", ""
+    return READY, "", ""
+
+
+def _first_line(text: str) -> str:
+    return (text or "").strip().splitlines()[0] if (text or "").strip() else ""
+
+
+def build_ladder(registry: Registry, target: str, outcomes: dict[str, dict[str, dict]],
+                 previous: Ladder | None = None, ledger_entries: dict | None = None,
+                 extra_claims: Iterable[ClaimRow] = (), environment: dict | None = None) -> Ladder:
+    """Combine this run's outcomes with the previous saved ladder for katas not run now."""
+    before = {r.id: r for r in previous.rows} if previous else {}
+    rows = []
+    for kata in registry.katas:
+        mine = outcomes.get(kata.id, {})
+        status, detail, misconception = kata_status(kata, mine)
+        row = KataRow(kata.id, kata.level, kata.title, kata.pack, status, detail, misconception,
+                      {cid: o["outcome"] for cid, o in mine.items()})
+        if status == NOT_RUN and kata.id in before and before[kata.id].status != NOT_RUN:
+            row = before[kata.id]
+            row.stale = True
+        rows.append(row)
+    ladder = Ladder(target, dict(sorted(registry.levels.items())), rows,
+                    problems=[str(p) for p in registry.problems], environment=environment or {})
+    ladder.claims = kata_claims(registry, ladder) + list(extra_claims)
+    ladder.calibration = calibration(registry, ledger_entries or {})
+    return ladder
+
+
+def kata_claims(registry: Registry, ladder: Ladder) -> list[ClaimRow]:
+    rows = {r.id: r for r in ladder.rows}
+    out = []
+    for kata in registry.katas:
+        row = rows[kata.id]
+        for claim in kata.claims:
+            evidence = list(claim.evidence) or [c.id for c in kata.checks]
+            witnessed = row.status == READY or all(row.checks.get(e) == PASSED for e in evidence)
+            out.append(ClaimRow(claim.id, claim.text, claim.scope, claim.source, claim.not_claimed,
+                                witnessed, [f"{kata.id}::{e}" for e in evidence],
+                                dict(claim.environment) if claim.environment else None, kata.id))
+    return out
+
+
+def calibration(registry: Registry, entries: dict) -> dict[str, int]:
+    """How the learner's predictions went: right first time, revised, still wrong."""
+    out = {"asked": 0, "answered": 0, "right_first_time": 0, "revised": 0, "wrong_now": 0}
+    for kata in registry.katas:
+        preds = entries.get(kata.id, {}).get("predictions", {})
+        out["asked"] += len(kata.predictions)
+        for p in kata.predictions:
+            seen = preds.get(p.id)
+            if not seen:
+                continue
+            out["answered"] += 1
+            out["right_first_time"] += bool(seen.get("first_right"))
+            out["revised"] += seen.get("revisions", 0) > 0
+            out["wrong_now"] += not seen.get("latest_right")
+    return out

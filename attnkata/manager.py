@@ -1,0 +1,133 @@
+"""Build the ``attnkata`` plugin manager and the kata registry — one path for pytest and CLI.
+
+Built-in plugins are registered by name, then third-party plugins from the
+``attnkata`` entry-point group, one at a time: a plugin that fails to import, or
+implements a hook that does not exist, is reported by name and left out; the
+others still load.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field, replace
+from importlib.metadata import entry_points
+
+import pluggy
+
+from . import hookspecs
+from .model import Kata, MetadataError, Pack
+
+BUILTIN_PLUGINS = (
+    "attnkata_plugins.core",
+    "attnkata_plugins.claims",
+    "attnkata_plugins.bench",
+)
+
+
+@dataclass(frozen=True)
+class PluginProblem:
+    plugin: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"plugin {self.plugin!r}: {self.message}"
+
+
+def get_plugin_manager(*, entrypoints: bool = True) -> tuple[pluggy.PluginManager, list[PluginProblem]]:
+    pm = pluggy.PluginManager("attnkata")
+    pm.add_hookspecs(hookspecs)
+    problems: list[PluginProblem] = []
+    for name in BUILTIN_PLUGINS:
+        _register(pm, name, lambda name=name: importlib.import_module(name), problems)
+    if entrypoints:
+        for ep in entry_points(group="attnkata"):
+            if pm.get_plugin(ep.name) is None and not pm.is_blocked(ep.name):
+                _register(pm, ep.name, ep.load, problems)
+    return pm, problems
+
+
+def _register(pm: pluggy.PluginManager, name: str, load, problems: list[PluginProblem]) -> None:
+    try:
+        plugin = load()
+    except Exception as exc:  # a broken pack must not take the others down
+        problems.append(PluginProblem(name, f"failed to import: {type(exc).__name__}: {exc}"))
+        return
+    try:
+        pm.register(plugin, name=name)
+        pm.check_pending()
+    except (pluggy.PluginValidationError, ValueError) as exc:
+        if pm.get_plugin(name) is not None:
+            pm.unregister(name=name)
+        problems.append(PluginProblem(name, f"rejected by the plugin manager: {exc}"))
+
+
+@dataclass
+class Registry:
+    """Every kata from every pack, in ladder order, with the problems met on the way."""
+
+    packs: dict[str, Pack] = field(default_factory=dict)
+    katas: list[Kata] = field(default_factory=list)
+    levels: dict[int, str] = field(default_factory=dict)
+    problems: list[PluginProblem] = field(default_factory=list)
+
+    def get(self, kata_id: str) -> Kata:
+        return next(k for k in self.katas if k.id == kata_id)
+
+    def pack_of(self, kata: Kata) -> Pack:
+        return self.packs[kata.pack]
+
+    def by_level(self) -> dict[int, list[Kata]]:
+        out: dict[int, list[Kata]] = {}
+        for kata in self.katas:
+            out.setdefault(kata.level, []).append(kata)
+        return dict(sorted(out.items()))
+
+
+def build_registry(pm: pluggy.PluginManager, problems: list[PluginProblem] | None = None) -> Registry:
+    reg = Registry(problems=list(problems or []))
+    owner: dict[str, str] = {}
+    for impl in reversed(pm.hook.attnkata_packs.get_hookimpls()):  # registration order
+        plugin = impl.plugin_name
+        try:
+            answer = impl.function()
+            packs = [answer] if isinstance(answer, Pack) else list(answer or [])
+            for pack in packs:
+                if not isinstance(pack, Pack):
+                    raise MetadataError(f"attnkata_packs returned {type(pack).__name__}, not Pack")
+        except Exception as exc:
+            reg.problems.append(PluginProblem(plugin, f"attnkata_packs failed: {type(exc).__name__}: {exc}"))
+            continue
+        for pack in packs:
+            _add_pack(reg, pack, plugin, owner)
+    reg.katas.sort(key=lambda k: k.level)  # stable: registration order within a level
+    return reg
+
+
+def _add_pack(reg: Registry, pack: Pack, plugin: str, owner: dict[str, str]) -> None:
+    if pack.name in reg.packs:
+        reg.problems.append(PluginProblem(plugin, f"pack name {pack.name!r} is already registered"))
+        return
+    reg.packs[pack.name] = pack
+    for level, title in pack.levels.items():
+        reg.levels.setdefault(level, title)
+    for kata in pack.katas:
+        try:
+            if not isinstance(kata, Kata):
+                raise MetadataError(f"{kata!r:.60} is not a Kata")
+            kata.validate()
+        except MetadataError as exc:
+            reg.problems.append(PluginProblem(plugin, f"malformed kata metadata: {exc}"))
+            continue
+        if kata.id in owner:
+            reg.problems.append(PluginProblem(
+                plugin, f"duplicate kata id {kata.id!r} (already registered by {owner[kata.id]!r}); "
+                        f"this copy is ignored"))
+            continue
+        owner[kata.id] = plugin
+        reg.katas.append(replace(kata, pack=pack.name))
+        reg.levels.setdefault(kata.level, f"Level {kata.level}")
+
+
+def load_registry(*, entrypoints: bool = True) -> tuple[pluggy.PluginManager, Registry]:
+    pm, problems = get_plugin_manager(entrypoints=entrypoints)
+    return pm, build_registry(pm, problems)

@@ -1,0 +1,135 @@
+"""The pytest plugin (entry point ``pytest11: attnkata``): glue only.
+
+Options, collection of the kata tree, gathering item outcomes (also from xdist
+workers, through ``user_properties``), and the ladder report at the end of the run.
+The logic lives in plain modules that the ``attnkata`` CLI reuses.
+"""
+
+from __future__ import annotations
+
+import platform
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .hardware import ensure_triton_mode
+
+TRITON_MODE = ensure_triton_mode()  # before any kata module can import triton
+
+pytest_plugins = ["attnkata_plugins.claims", "attnkata_plugins.bench"]
+
+
+def add_options(parser: pytest.Parser) -> None:
+    group = parser.getgroup("attnkata", "attnkata katas")
+    group.addoption("--attnkata-target", metavar="katas|solutions|DIR", default=None,
+                    help="folder whose katas the hidden tests check: the learner's katas (default), "
+                         "each pack's solutions, or any folder with the layout of katas/")
+    group.addoption("--attnkata-json", metavar="PATH", default=None,
+                    help="also write the ladder report as JSON to PATH")
+    group.addoption("--attnkata-html", metavar="PATH", default=None,
+                    help="also write the ladder report as HTML to PATH")
+    group.addoption("--attnkata-seed", type=int, default=None,
+                    help="seed for generated inputs (default 0: every run sees the same inputs)")
+    group.addoption("--attnkata-timeout", type=float, default=None,
+                    help="seconds one call into learner code may take (default: per kata)")
+    group.addoption("--attnkata-no-report", action="store_true", default=False,
+                    help="do not print the ladder report at the end")
+    parser.addini("attnkata_target", "default for --attnkata-target", default="katas")
+    parser.addini("attnkata_katas_dir", "the learner's kata folder, relative to rootdir",
+                  default="katas")
+    parser.addini("attnkata_max_examples", "generated examples per property check",
+                  default="25")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    add_options(parser)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    from .manager import load_registry
+    from .session import SESSION, RunState
+    from .target import TargetSpec
+
+    config.addinivalue_line("markers", "attnkata(kata): item checks the named kata (set by attnkata)")
+    rootdir = Path(config.rootpath)
+    pm, registry = load_registry()
+    target_value = config.getoption("attnkata_target") or config.getini("attnkata_target")
+    seed = config.getoption("attnkata_seed")
+    config.stash[SESSION] = RunState(
+        pm=pm, registry=registry, target=TargetSpec.parse(target_value, rootdir), rootdir=rootdir,
+        katas_dir=(rootdir / config.getini("attnkata_katas_dir")).resolve(),
+        seed=0 if seed is None else seed, timeout=config.getoption("attnkata_timeout"),
+        max_examples=int(config.getini("attnkata_max_examples")),
+        is_worker=hasattr(config, "workerinput"))
+    config.pluginmanager.register(Recorder(config), "attnkata-recorder")
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    from .session import SESSION
+
+    state = config.stash[SESSION]
+    packs = ", ".join(f"{name} ({len([k for k in state.registry.katas if k.pack == name])})"
+                      for name in state.registry.packs)
+    lines = [f"attnkata: target={state.target.name} seed={state.seed} katas from {packs}; "
+             f"triton: {TRITON_MODE}"]
+    lines += [f"attnkata: ⚠ {p}" for p in state.registry.problems]
+    return lines
+
+
+def pytest_collect_directory(path: Path, parent: pytest.Collector) -> Any:
+    from .collect import ladder_dir
+    from .session import SESSION
+
+    state = parent.config.stash[SESSION]
+    if path.resolve() == state.katas_dir:
+        return ladder_dir(parent, path, state)
+    return None
+
+
+class Recorder:
+    """Registered per run: gathers kata outcomes (on the xdist controller too) and reports."""
+
+    def __init__(self, config: pytest.Config):
+        from .session import SESSION
+
+        self.config = config
+        self.state = config.stash[SESSION]
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        from .ladder import ClaimRow
+
+        for name, value in report.user_properties:
+            if name == "attnkata" and isinstance(value, dict):
+                self.state.outcomes.setdefault(value["kata"], {})[value["check"]] = value
+            elif name == "attnkata-claim" and isinstance(value, dict):  # from the claims plugin
+                self.state.extra_claims.append(ClaimRow(**value))
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        from .report import finish_run
+
+        config, state = self.config, self.state
+        if state.is_worker or not state.outcomes:
+            return
+        writer = config.get_terminal_writer()
+        text = finish_run(state, color=writer.hasmarkup, width=writer.fullwidth,
+                          show=not config.getoption("attnkata_no_report"),
+                          json_path=config.getoption("attnkata_json"),
+                          html_path=config.getoption("attnkata_html"),
+                          environment=environment(state))
+        if text:
+            terminalreporter.write("\n")
+            terminalreporter.write(text)
+
+
+def environment(state: Any) -> dict:
+    def ver(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
+
+    return {"python": platform.python_version(), "platform": platform.platform(terse=True),
+            **{pkg: ver(pkg) for pkg in ("attnkata", "numpy", "torch", "triton", "pytest")},
+            "triton_mode": TRITON_MODE, "seed": state.seed, "target": state.target.name}

@@ -1,0 +1,1 @@
+"""Bench plugin (placeholder until written)."""
