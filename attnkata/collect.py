@@ -120,7 +120,7 @@ class KataItem(pytest.Item):
         if result.outcome == FAILED:
             result = CheckResult(result.kata, result.check, FAILED,
                                  result.message + state.hint_for(kata), result.misconception,
-                                 result.misconception_id)
+                                 result.misconception_ids)
         self._finish(result)
 
     def _predictions_result(self, predictions: list, unfilled: list[str]) -> CheckResult:

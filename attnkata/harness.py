@@ -55,10 +55,12 @@ class LearnerTimeout(Abort):
 class KataFailure(Exception):
     """The target is wrong; ``message`` says what was expected and what came back."""
 
-    def __init__(self, message: str, misconception: Misconception | None = None):
+    def __init__(self, message: str, misconception: Misconception | None = None,
+                 also: tuple[Misconception, ...] = ()):
         super().__init__(message)
         self.message = message
         self.misconception = misconception
+        self.matched = ((misconception,) if misconception else ()) + tuple(also)
 
 
 class LearnerError(KataFailure):
@@ -202,7 +204,8 @@ class Ctx:
 
     def reference(self, name: str, *args: Any, **kwargs: Any) -> Any:
         args, kwargs = copy.deepcopy((args, kwargs))
-        return getattr(self.ref, name)(*args, **kwargs)
+        with np.errstate(all="ignore"):
+            return getattr(self.ref, name)(*args, **kwargs)
 
     # -- comparing -----------------------------------------------------------
     def expect(self, name: str, *args: Any, tol: tuple[float, float] | None = None,
@@ -226,7 +229,8 @@ class Ctx:
         For katas whose entries are classes or work together: the scenario builds
         its own inputs, drives the namespace, and returns what to compare.
         """
-        want = scenario(self.ref)
+        with np.errstate(all="ignore"):
+            want = scenario(self.ref)
         got = self.run(lambda: scenario(self.target), what)
         self.match(got, want, what, rerun=scenario, tol=tol, entries=None)
         return got
@@ -247,7 +251,7 @@ class Ctx:
             if entries is not None and not set(m.impls) & set(entries):
                 continue
             try:
-                with time_limit(self.timeout, m.name):
+                with time_limit(self.timeout, m.name), np.errstate(all="ignore"):
                     theirs = rerun(Namespace(self.ref, dict(m.impls), m.id))
             except Exception:  # a misconception that cannot run here cannot match
                 continue
@@ -265,7 +269,7 @@ class Ctx:
                 lines.append(f"  {m.explanation}")
             for other in matched[1:]:
                 lines.append(f"  (also consistent with \"{other.name}\" [{other.id}])")
-        return KataFailure("\n".join(lines), matched[0] if matched else None)
+        return KataFailure("\n".join(lines), matched[0] if matched else None, tuple(matched[1:]))
 
     def fail(self, message: str, misconception: str | None = None) -> None:
         """Fail the check; ``misconception`` (an id of this kata's) names the mistake."""
@@ -288,6 +292,7 @@ class Ctx:
             return settings(
                 max_examples=max_examples or self.max_examples, deadline=None,
                 derandomize=True, database=None, phases=phases, print_blob=False,
+                report_multiple_bugs=False,
                 suppress_health_check=list(HealthCheck),
             )(given(**strategies)(fn))
 

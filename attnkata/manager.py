@@ -21,6 +21,8 @@ BUILTIN_PLUGINS = (
     "attnkata_plugins.core",
     "attnkata_plugins.claims",
     "attnkata_plugins.bench",
+    "attnkata_plugins.kvlab",
+    "attnkata_plugins.paged_demo",
 )
 
 

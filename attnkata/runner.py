@@ -21,7 +21,7 @@ class CheckResult:
     outcome: str
     message: str = ""
     misconception: str = ""  # the misconception's name when one matched
-    misconception_id: str = ""
+    misconception_ids: tuple[str, ...] = ()  # every misconception consistent with the output
 
 
 def run_check(kata: Kata, chk: Check, target: Any, reference: Any, *, target_root: Path | None,
@@ -38,8 +38,8 @@ def run_check(kata: Kata, chk: Check, target: Any, reference: Any, *, target_roo
         return CheckResult(kata.id, chk.id, FAILED, f"timed out: {exc.message}")
     except KataFailure as exc:
         m = exc.misconception
-        return CheckResult(kata.id, chk.id, FAILED, exc.message,
-                           m.name if m else "", m.id if m else "")
+        return CheckResult(kata.id, chk.id, FAILED, exc.message, m.name if m else "",
+                           tuple(x.id for x in exc.matched))
     except AssertionError as exc:
         return CheckResult(kata.id, chk.id, FAILED, str(exc) or "assertion failed")
     return CheckResult(kata.id, chk.id, PASSED)

@@ -1,0 +1,189 @@
+"""Proving the hidden tests can fail: every kata must reject generic fakes and its
+own misconceptions (naming each one), pass its reference, and leave its stub
+"not started".  Used by ``attnkata selfcheck`` and by the framework's own tests.
+"""
+
+from __future__ import annotations
+
+import inspect
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .compare import is_tensor
+from .harness import Namespace
+from .manager import Registry
+from .model import Fake, Kata, Misconception
+from .runner import FAILED, NOT_STARTED, PASSED, UNAVAILABLE, missing_requirement, run_check
+from .target import load_module
+
+
+@dataclass(frozen=True)
+class Verdict:
+    kata: str
+    subject: str      # "reference", "stub", "fake:zeros", "misconception:forgot_scale"
+    ok: bool
+    detail: str
+
+
+# ---------------------------------------------------------------------------
+# Generic fakes, built over the reference so they have the right shapes
+# ---------------------------------------------------------------------------
+
+def _map_out(out: Any, fn: Callable[[Any], Any]) -> Any:
+    if isinstance(out, tuple):
+        return tuple(_map_out(o, fn) for o in out)
+    if isinstance(out, list):
+        return [_map_out(o, fn) for o in out]
+    return fn(out)
+
+
+def _like(value: Any, kind: str, rng: np.random.Generator) -> Any:
+    if is_tensor(value):
+        import torch
+        as_np = _like(value.detach().cpu().float().numpy() if value.is_floating_point()
+                      else value.detach().cpu().numpy(), kind, rng)
+        return torch.as_tensor(np.asarray(as_np)).to(dtype=value.dtype, device=value.device)
+    if isinstance(value, np.ndarray):
+        if value.dtype == bool:
+            return {"zeros": np.zeros_like(value), "constant": np.ones_like(value),
+                    "random": rng.random(value.shape) < 0.5}[kind]
+        fill = {"zeros": 0, "constant": 0.5}.get(kind)
+        if fill is not None:
+            return np.full_like(value, fill)
+        return rng.standard_normal(value.shape).astype(value.dtype)
+    if isinstance(value, (bool, np.bool_)):
+        return not value if kind != "zeros" else False
+    if isinstance(value, (int, np.integer)):
+        return {"zeros": 0, "constant": 7}.get(kind, int(rng.integers(0, 1000)))
+    if isinstance(value, (float, np.floating)):
+        return {"zeros": 0.0, "constant": 0.5}.get(kind, float(rng.standard_normal()))
+    return value
+
+
+def _mutate_first(args: tuple) -> None:
+    for a in args:
+        if isinstance(a, np.ndarray) and a.size and a.flags.writeable:
+            if a.dtype == bool:
+                a[...] = ~a
+            else:
+                a += 1
+            return
+        if is_tensor(a) and a.numel():
+            import torch
+            with torch.no_grad():
+                if a.dtype == torch.bool:
+                    a.logical_not_()
+                else:
+                    a.add_(1)
+            return
+
+
+def generic_fake(kind: str, ref_fn: Callable) -> Callable:
+    rng = np.random.default_rng(1234)
+
+    def fake(*args: Any, **kwargs: Any) -> Any:
+        if kind == "echo":
+            return args[0] if args else next(iter(kwargs.values()))
+        out = ref_fn(*args, **kwargs)
+        if kind == "mutate":
+            _mutate_first(args)
+            return out
+        return _map_out(out, lambda v: _like(v, kind, rng))
+
+    return fake
+
+
+def fakes_for(kata: Kata, reference: Any) -> list[Fake]:
+    functions = [e for e in kata.entries
+                 if inspect.isfunction(getattr(reference, e, None))]
+    out = list(kata.fakes)
+    if functions:
+        for kind in kata.generic_fakes:
+            out.append(Fake(kind, {e: generic_fake(kind, getattr(reference, e)) for e in functions}))
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Running
+# ---------------------------------------------------------------------------
+
+def _run_all(kata: Kata, target: Any, reference: Any, root: Path | None, max_examples: int):
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        return [run_check(kata, c, target, reference, target_root=root, max_examples=max_examples)
+                for c in kata.checks]
+
+
+def check_kata(kata: Kata, registry: Registry, *, max_examples: int = 15,
+               learner_katas: Path | None = None) -> list[Verdict]:
+    pack = registry.pack_of(kata)
+    reason = missing_requirement(kata.requires)
+    if reason:
+        return [Verdict(kata.id, "environment", True, f"skipped: {reason}")]
+    reference = load_module(pack.solutions_dir / kata.path, pack.solutions_dir)
+    verdicts = []
+
+    results = _run_all(kata, reference, reference, pack.solutions_dir, max_examples)
+    bad = [r for r in results if r.outcome != PASSED]
+    verdicts.append(Verdict(kata.id, "reference", not bad,
+                            "passes every check" if not bad else
+                            f"{bad[0].check}: {bad[0].outcome}: {bad[0].message[:300]}"))
+
+    stub_root = learner_katas or pack.katas_dir
+    try:
+        stub = load_module(stub_root / kata.path, stub_root)
+        outcomes = {r.outcome for r in _run_all(kata, stub, reference, stub_root, 1)}
+        ok = outcomes == {NOT_STARTED}
+        verdicts.append(Verdict(kata.id, "stub", ok, "not started" if ok else f"stub gave {sorted(outcomes)}"))
+    except NotImplementedError:
+        verdicts.append(Verdict(kata.id, "stub", True, "not started (raises on import)"))
+    except Exception as exc:
+        verdicts.append(Verdict(kata.id, "stub", False, f"stub does not import: {exc}"))
+
+    for fake in fakes_for(kata, reference):
+        target = Namespace(reference, dict(fake.impls), fake.id)
+        results = _run_all(kata, target, reference, None, max_examples)
+        caught = [r for r in results if r.outcome == FAILED]
+        verdicts.append(Verdict(kata.id, f"fake:{fake.id}", bool(caught),
+                                f"rejected by {caught[0].check}" if caught else
+                                "ACCEPTED: no check failed — the hidden tests cannot tell"))
+    for m in kata.misconceptions:
+        verdicts.append(_misconception_verdict(kata, m, reference, max_examples))
+    return verdicts
+
+
+def _misconception_verdict(kata: Kata, m: Misconception, reference: Any, max_examples: int) -> Verdict:
+    target = Namespace(reference, dict(m.impls), m.id)
+    results = _run_all(kata, target, reference, None, max_examples)
+    caught = [r for r in results if r.outcome == FAILED]
+    named = [r for r in caught if m.id in r.misconception_ids]
+    odd = [r for r in results if r.outcome in (NOT_STARTED, UNAVAILABLE)]
+    if named:
+        return Verdict(kata.id, f"misconception:{m.id}", True, f"caught and named by {named[0].check}")
+    if caught:
+        return Verdict(kata.id, f"misconception:{m.id}", False,
+                       f"caught by {caught[0].check} but not named: {caught[0].message[:200]}")
+    detail = "ACCEPTED: no check failed" + (f" ({odd[0].outcome})" if odd else "")
+    return Verdict(kata.id, f"misconception:{m.id}", False, detail)
+
+
+def readiness(kata: Kata, registry: Registry) -> dict[str, str]:
+    """The instructor's view of one kata: each part present or missing (the repair named)."""
+    pack = registry.pack_of(kata)
+    parts = {
+        "stub": "" if (pack.katas_dir / kata.path).exists() else f"write {pack.katas_dir / kata.path}",
+        "reference": "" if (pack.solutions_dir / kata.path).exists() else f"write {pack.solutions_dir / kata.path}",
+        "hidden tests": "" if len(kata.checks) >= 2 else "add at least two checks",
+        "predictions": "" if kata.predictions else "add predict-first questions",
+        "misconceptions": "" if len(kata.misconceptions) >= 3 else
+                          f"add misconceptions ({len(kata.misconceptions)}/3)",
+        "claims": "" if kata.claims and all(c.source for c in kata.claims) else "add a claim with a source id",
+        "hints": "" if kata.hints else "add progressive hints",
+    }
+    if kata.bench is not None or "triton" in kata.requires:
+        parts["benchmark"] = "" if kata.bench is not None else "declare a benchmark (Kata.bench)"
+    return parts

@@ -1,0 +1,1 @@
+"""Paged KV cache demo command (`attnkata paged-demo`): written with level 6."""
