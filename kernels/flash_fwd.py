@@ -36,6 +36,7 @@ INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 """True when Triton runs on the CPU interpreter: launchers use one small fixed config."""
 
 HEAD_DIMS = (16, 32, 64, 128)
+DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 LOG2E = tl.constexpr(1.4426950408889634)  # log2(e): exp(x) == exp2(x * LOG2E)
 LN2 = tl.constexpr(0.6931471805599453)  # ln(2): turns a log2-domain lse into natural log
 
@@ -63,14 +64,14 @@ def check_qkv(q, k, v):
         raise ValueError(f"H_kv={H_kv} must divide H_q={H_q}")
     if d not in HEAD_DIMS:
         raise ValueError(f"head dim {d} not in {HEAD_DIMS}")
-    if not (q.dtype == k.dtype == v.dtype) or q.dtype not in (torch.float32, torch.float16,
-                                                              torch.bfloat16):
-        raise TypeError(f"q, k, v must share one of fp32/fp16/bf16; got {q.dtype}, {k.dtype}, {v.dtype}")
+    if not q.dtype == k.dtype == v.dtype or q.dtype not in DTYPES:
+        raise TypeError(f"q, k, v must share one dtype of {DTYPES}; "
+                        f"got {q.dtype}, {k.dtype}, {v.dtype}")
     return B, H_q, H_kv, N, d
 
 
 def dot_precision(dtype):
-    """``tl.dot`` precision: full IEEE fp32 for fp32 inputs (no tf32 rounding); fp16/bf16 ignore it."""
+    """``tl.dot`` precision: IEEE fp32 for fp32 inputs (no tf32 rounding); fp16/bf16 ignore it."""
     return "ieee" if dtype == torch.float32 else "tf32"
 
 
@@ -142,7 +143,7 @@ def _attn_fwd(Q, K, V, Out, LSE, sm_scale,
               BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
     """Grid ``(cdiv(N, BLOCK_M), B * H_q)``: one query tile of one (batch, query head)."""
     tl.static_assert(BLOCK_M % BLOCK_N == 0, "the causal diagonal must be whole key tiles")
-    tl.static_assert(BLOCK_N <= BLOCK_M, "a key tile may not overhang the diagonal block")
+    tl.static_assert(HEAD_DIM >= 16, "tl.dot needs an inner dimension of at least 16")
     start_m = tl.program_id(0)
     off_hz = tl.program_id(1)
     off_z = (off_hz // H_Q).to(tl.int64)

@@ -43,7 +43,8 @@ def _split_configs():
             for bn, w, s in [(64, 4, 2), (64, 4, 3), (128, 4, 2), (128, 8, 3), (32, 4, 4)]]
 
 
-@triton.autotune(configs=_split_configs(), key=["HEAD_DIM", "GROUP_PAD", "PAGE_SIZE", "NUM_SPLITS"])
+@triton.autotune(configs=_split_configs(),
+                 key=["HEAD_DIM", "GROUP_PAD", "PAGE_SIZE", "NUM_SPLITS"])
 @triton.jit
 def _paged_decode_split(Q, K_pages, V_pages, Block_tables, Seq_lens, Out, Out_lse, qk_scale,
                         stride_qs, stride_qh, stride_qd,
@@ -108,9 +109,11 @@ def _paged_decode_split(Q, K_pages, V_pages, Block_tables, Seq_lens, Out, Out_ls
     l_safe = tl.where(nonempty, l_i, 1.0)
     acc = acc / l_safe[:, None]
     lse = tl.where(nonempty, (m_i + tl.math.log2(l_safe)) * LN2, float("-inf"))
-    tl.store(Out + seq * stride_os + heads[:, None] * stride_oh + split * stride_osplit
-             + offs_d[None, :] * stride_od, acc.to(Out.dtype.element_ty), mask=head_ok[:, None])
-    tl.store(Out_lse + seq * stride_ls + heads * stride_lh + split * stride_lsplit, lse, mask=head_ok)
+    Out += seq * stride_os + split * stride_osplit
+    Out_lse += seq * stride_ls + split * stride_lsplit
+    tl.store(Out + heads[:, None] * stride_oh + offs_d[None, :] * stride_od,
+             acc.to(Out.dtype.element_ty), mask=head_ok[:, None])
+    tl.store(Out_lse + heads * stride_lh, lse, mask=head_ok)
 
 
 @triton.jit
@@ -165,6 +168,9 @@ def paged_decode(q, k_pages, v_pages, block_tables, seq_lens, sm_scale=None, num
     if v_pages.shape != k_pages.shape or d_k != d or H_q % H_kv:
         raise ValueError(f"q {tuple(q.shape)}, k_pages {tuple(k_pages.shape)}, "
                          f"v_pages {tuple(v_pages.shape)} do not fit together")
+    if not q.dtype == k_pages.dtype == v_pages.dtype:
+        raise TypeError(f"q, k_pages, v_pages dtypes differ: {q.dtype}, {k_pages.dtype}, "
+                        f"{v_pages.dtype}")
     if page_size & (page_size - 1) or d & (d - 1) or d < 16:
         raise ValueError(f"page size {page_size} and head dim {d} must be powers of two (d >= 16)")
     if block_tables.shape[0] != S or seq_lens.shape != (S,):
