@@ -1,2 +1,222 @@
-def main():
-    raise SystemExit("not yet")
+"""The ``attnkata`` command: report, selfcheck, doctor, hint, readiness, list — and plugin commands.
+
+Every subcommand builds the same plugin manager and registry as the pytest plugin.
+Plugins add subcommands through the ``attnkata_cli_commands`` hook.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from rich.table import Table
+from rich.text import Text
+
+from .hardware import ensure_triton_mode
+
+ensure_triton_mode()  # before any kata or plugin imports triton
+
+
+def find_root(start: Path | None = None) -> Path:
+    """The checkout a learner works in: the nearest folder with a ``katas/`` or ``.attnkata/``."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "katas").is_dir() or (folder / ".attnkata").is_dir():
+            return folder
+    return here
+
+
+def _print(renderable, args) -> None:
+    from .render import render, use_color
+
+    sys.stdout.write(render(renderable, color=use_color(sys.stdout.isatty()), width=args.width))
+
+
+def cmd_report(args, pm, registry) -> int:
+    from .report import export, saved_ladder
+
+    ladder, problems = saved_ladder(args.root, args.target)
+    for p in problems:
+        print(f"attnkata: {p}", file=sys.stderr)
+    if ladder is None:
+        print("No saved results yet: run `pytest` first (results are saved at the end of every run).")
+        return 1
+    from .render import use_color
+
+    text = export(pm, ladder, args.json, args.html, color=use_color(sys.stdout.isatty()), width=args.width)
+    sys.stdout.write(text)
+    return 0
+
+
+def cmd_selfcheck(args, pm, registry) -> int:
+    from .selfcheck import check_kata
+
+    katas = [k for k in registry.katas if (not args.katas or k.id in args.katas)
+             and (args.level is None or k.level == args.level)]
+    unknown = set(args.katas) - {k.id for k in registry.katas}
+    if unknown:
+        print(f"unknown kata(s): {', '.join(sorted(unknown))}", file=sys.stderr)
+        return 2
+    table = Table(title="attnkata selfcheck — can every kata's tests fail?", title_justify="left")
+    for col in ("kata", "reference", "stub", "fakes rejected", "misconceptions named", "problems"):
+        table.add_column(col, overflow="fold")
+    verdicts = []
+    for kata in katas:
+        mine = check_kata(kata, registry, max_examples=args.examples)
+        verdicts += mine
+
+        def tally(prefix: str) -> Text:
+            group = [v for v in mine if v.subject.startswith(prefix)]
+            good = sum(v.ok for v in group)
+            return Text(f"{good}/{len(group)}", style="green" if good == len(group) else "bold red")
+
+        problems = [f"{v.subject}: {v.detail}" for v in mine if not v.ok or args.verbose]
+        table.add_row(kata.id, tally("reference"), tally("stub"), tally("fake:"),
+                      tally("misconception:"), "\n".join(problems))
+    bad = [v for v in verdicts if not v.ok]
+    _print(table, args)
+    for p in registry.problems:
+        print(f"⚠ {p}")
+    print(f"{len(verdicts) - len(bad)} passed, {len(bad)} failed  "
+          f"(selfcheck of {len(katas)} katas: reference, stub, fakes, misconceptions)")
+    if args.json:
+        Path(args.json).write_text(json.dumps([v.__dict__ for v in verdicts], indent=1))
+    return 1 if bad or registry.problems else 0
+
+
+def cmd_doctor(args, pm, registry) -> int:
+    from .doctor import doctor_report
+
+    extra = [row for rows in pm.hook.attnkata_doctor_checks() for row in (rows or [])]
+    sections, healthy = doctor_report(registry, extra)
+    for title, rows in sections:
+        table = Table(title=title, title_justify="left")
+        for col in ("", "what", "found", "needed for", "what to do"):
+            table.add_column(col, overflow="fold")
+        for r in rows:
+            table.add_row(Text("✔" if r["ok"] else "✘", style="green" if r["ok"] else "bold red"),
+                          r["name"], str(r["found"]), r["needed_for"], r["fix"])
+        _print(table, args)
+    print("All good." if healthy else "Some rows need attention: see 'what to do'.")
+    return 0 if healthy else 1
+
+
+def cmd_hint(args, pm, registry) -> int:
+    from .state import ledger
+
+    try:
+        kata = registry.get(args.kata)
+    except StopIteration:
+        print(f"no kata named {args.kata!r}; `attnkata list` shows them", file=sys.stderr)
+        return 2
+    if not kata.hints:
+        print(f"{kata.id} has no hints.")
+        return 0
+    store, shown = ledger(args.root), 0
+
+    def change(data: dict) -> None:
+        nonlocal shown
+        entry = data.setdefault("hints", {})
+        shown = entry[kata.id] = min(entry.get(kata.id, 0) + 1, len(kata.hints))
+
+    store.update(change)
+    upto = len(kata.hints) if args.all else shown
+    for i, hint in enumerate(kata.hints[:upto], 1):
+        print(f"Hint {i}/{len(kata.hints)} for {kata.id}: {hint}")
+    if upto < len(kata.hints):
+        print(f"(run `attnkata hint {kata.id}` again for the next one)")
+    return 0
+
+
+def cmd_list(args, pm, registry) -> int:
+    table = Table(title="attnkata katas", title_justify="left")
+    for col in ("level", "kata", "pack", "file", "title"):
+        table.add_column(col, overflow="fold")
+    for kata in registry.katas:
+        table.add_row(str(kata.level), kata.id, kata.pack, f"katas/{kata.path}", kata.title)
+    _print(table, args)
+    return 0
+
+
+def cmd_readiness(args, pm, registry) -> int:
+    from .selfcheck import readiness
+
+    parts = ("stub", "reference", "hidden tests", "predictions", "misconceptions", "claims", "hints",
+             "benchmark")
+    table = Table(title="attnkata readiness — is each kata complete?", title_justify="left")
+    table.add_column("kata")
+    for p in parts:
+        table.add_column(p, justify="center")
+    table.add_column("next repair", overflow="fold")
+    incomplete = 0
+    for kata in registry.katas:
+        got = readiness(kata, registry)
+        repairs = [f"{p}: {fix}" for p, fix in got.items() if fix]
+        incomplete += bool(repairs)
+        cells = [Text("n/a", style="dim") if p not in got else
+                 Text("✔", style="green") if not got[p] else Text("✘", style="bold red") for p in parts]
+        table.add_row(kata.id, *cells, repairs[0] if repairs else "")
+    _print(table, args)
+    print(f"{len(registry.katas) - incomplete} of {len(registry.katas)} katas complete.")
+    return 1 if incomplete else 0
+
+
+def build_parser(pm) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="attnkata", description=__doc__.splitlines()[0])
+    parser.add_argument("--root", type=Path, default=None,
+                        help="the learner's checkout (default: nearest folder with katas/)")
+    parser.add_argument("--width", type=int, default=110, help="report width in columns")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("report", help="print the ladder report again from saved results")
+    p.add_argument("--target", default=None, help="which target's results (default: the last run's)")
+    p.add_argument("--json", metavar="PATH", help="also write the report as JSON")
+    p.add_argument("--html", metavar="PATH", help="also write the report as HTML")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("selfcheck", help="prove every kata's hidden tests reject fakes and misconceptions")
+    p.add_argument("katas", nargs="*", help="kata ids (default: all)")
+    p.add_argument("--level", type=int, default=None)
+    p.add_argument("--examples", type=int, default=15, help="generated examples per property check")
+    p.add_argument("--json", metavar="PATH")
+    p.add_argument("-v", "--verbose", action="store_true", help="list passing verdicts too")
+    p.set_defaults(func=cmd_selfcheck)
+
+    p = sub.add_parser("doctor", help="check versions against the tested ranges; what each level needs")
+    p.set_defaults(func=cmd_doctor)
+
+    p = sub.add_parser("hint", help="show the next hint for a kata")
+    p.add_argument("kata")
+    p.add_argument("--all", action="store_true", help="show every hint")
+    p.set_defaults(func=cmd_hint)
+
+    p = sub.add_parser("list", help="list the katas in ladder order")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("readiness", help="instructor view: which parts of each kata exist")
+    p.set_defaults(func=cmd_readiness)
+
+    pm.hook.attnkata_cli_commands(subparsers=sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from .manager import load_registry
+
+    pm, registry = load_registry()
+    parser = build_parser(pm)
+    args = parser.parse_args(argv)
+    args.root = find_root(args.root)
+    func = args.func
+    try:
+        wants_registry = func.__module__ == __name__
+        return int(func(args, pm, registry) if wants_registry else func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

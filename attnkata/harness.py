@@ -144,7 +144,8 @@ class Ctx:
 
     def __init__(self, kata: Kata, target: Any, reference: Any, *,
                  target_root: Path | None = None, check_id: str = "",
-                 timeout: float | None = None, max_examples: int = 25, seed: int = 0):
+                 timeout: float | None = None, max_examples: int = 25, seed: int = 0,
+                 shrink: bool = True):
         self.kata = kata
         self.target = target
         self.ref = reference
@@ -153,6 +154,7 @@ class Ctx:
         self.timeout = kata.timeout if timeout is None else timeout
         self.max_examples = max_examples
         self.seed = seed
+        self.shrink = shrink
         self.rng = np.random.default_rng(stable_seed(kata.id, check_id, str(seed)))
 
     # -- calling learner code ----------------------------------------------
@@ -286,7 +288,7 @@ class Ctx:
         """``hypothesis.given`` with settings fit for grading: derandomized, no deadline."""
         from hypothesis import HealthCheck, Phase, given, settings
 
-        phases = [Phase.explicit, Phase.generate] + ([Phase.shrink] if shrink else [])
+        phases = [Phase.explicit, Phase.generate] + ([Phase.shrink] if shrink and self.shrink else [])
 
         def wrap(fn: Callable[..., None]) -> Callable[[], None]:
             return settings(

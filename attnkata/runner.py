@@ -25,9 +25,10 @@ class CheckResult:
 
 
 def run_check(kata: Kata, chk: Check, target: Any, reference: Any, *, target_root: Path | None,
-              timeout: float | None = None, max_examples: int = 25, seed: int = 0) -> CheckResult:
+              timeout: float | None = None, max_examples: int = 25, seed: int = 0,
+              shrink: bool = True) -> CheckResult:
     ctx = Ctx(kata, target, reference, target_root=target_root, check_id=chk.id,
-              timeout=timeout, max_examples=max_examples, seed=seed)
+              timeout=timeout, max_examples=max_examples, seed=seed, shrink=shrink)
     try:
         chk.fn(ctx)
     except NotStarted as exc:

@@ -114,7 +114,8 @@ def fakes_for(kata: Kata, reference: Any) -> list[Fake]:
 def _run_all(kata: Kata, target: Any, reference: Any, root: Path | None, max_examples: int):
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")
-        return [run_check(kata, c, target, reference, target_root=root, max_examples=max_examples)
+        return [run_check(kata, c, target, reference, target_root=root, max_examples=max_examples,
+                          shrink=False)
                 for c in kata.checks]
 
 
