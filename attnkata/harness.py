@@ -118,9 +118,7 @@ def learner_traceback(exc: BaseException, root: Path | None) -> str:
     frames = traceback.extract_tb(exc.__traceback__)
     if root is not None:
         mine = [f for f in frames if _inside(f.filename, root)]
-        if mine:
-            if mine[-1] is not frames[-1]:
-                mine.append(frames[-1])  # where it actually blew up (numpy, torch…)
+        if mine:  # the learner's own frames, innermost last; the error line says the rest
             frames = traceback.StackSummary.from_list(mine)
     lines = traceback.format_list(frames[-6:])
     head = f"{type(exc).__name__}: {exc}"

@@ -88,7 +88,7 @@ class Registry:
 def build_registry(pm: pluggy.PluginManager, problems: list[PluginProblem] | None = None) -> Registry:
     reg = Registry(problems=list(problems or []))
     owner: dict[str, str] = {}
-    for impl in reversed(pm.hook.attnkata_packs.get_hookimpls()):  # registration order
+    for impl in pm.hook.attnkata_packs.get_hookimpls():  # registration order: built-ins first
         plugin = impl.plugin_name
         try:
             answer = impl.function()

@@ -206,3 +206,11 @@ def test_folder_target_checks_any_submission(project):
     result, ladder = project.ladder("-k", "level0", "--attnkata-target=submission")
     assert set(statuses(ladder, 0).values()) == {"ready"}
     assert ladder["target"].endswith("submission")
+
+
+def test_html_export(project):
+    project.copy_level("level0")
+    result = project.run("-k", "level0", f"--attnkata-html={project.root / 'r.html'}")
+    assert result.ret == 0
+    html = (project.root / "r.html").read_text()
+    assert "<html" in html.lower() and "qk_scores" in html
