@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Iterable
 
 from .manager import Registry
@@ -26,6 +27,7 @@ class KataRow:
     misconception: str = ""
     checks: dict[str, str] = field(default_factory=dict)   # check id -> outcome
     stale: bool = False                                    # from an earlier run
+    run: str = ""                                          # the pytest arguments for just this kata
 
     @property
     def done(self) -> bool:
@@ -137,7 +139,8 @@ def _first_line(text: str) -> str:
 
 def build_ladder(registry: Registry, target: str, outcomes: dict[str, dict[str, dict]],
                  previous: Ladder | None = None, ledger_entries: dict | None = None,
-                 extra_claims: Iterable[ClaimRow] = (), environment: dict | None = None) -> Ladder:
+                 extra_claims: Iterable[ClaimRow] = (), environment: dict | None = None,
+                 katas_dir: Path | None = None) -> Ladder:
     """Combine this run's outcomes with the previous saved ladder for katas not run now."""
     before = {r.id: r for r in previous.rows} if previous else {}
     rows = []
@@ -149,6 +152,9 @@ def build_ladder(registry: Registry, target: str, outcomes: dict[str, dict[str, 
         if status == NOT_RUN and kata.id in before and before[kata.id].status != NOT_RUN:
             row = before[kata.id]
             row.stale = True
+        own = katas_dir / kata.path if katas_dir else None
+        row.run = (f"{katas_dir.name}/{kata.path}" if own is not None and own.exists()
+                   else f"-k {kata.id}")
         rows.append(row)
     ladder = Ladder(target, dict(sorted(registry.levels.items())), rows,
                     problems=[str(p) for p in registry.problems], environment=environment or {})

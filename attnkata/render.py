@@ -54,7 +54,7 @@ def summary(ladder: Ladder) -> Text:
     else:
         text.append("Next: ", style="bold")
         text.append(f"{nxt.id} (level {nxt.level}) — {_advice(nxt.status)}\n")
-        text.append(f"      pytest -k {nxt.id}", style="cyan")
+        text.append(f"      pytest {nxt.run or '-k ' + nxt.id}", style="cyan")
     cal = ladder.calibration
     if cal.get("answered"):
         text.append(f"\nPredictions: {cal['answered']}/{cal['asked']} answered, "

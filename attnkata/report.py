@@ -39,7 +39,7 @@ def finish_run(state: Any, *, color: bool, width: int, show: bool, json_path: st
     previous = Ladder.from_json(saved) if saved else None
     entries = state.ledger.read().get("targets", {}).get(state.target.slug, {})
     ladder = build_ladder(state.registry, state.target.name, state.outcomes, previous, entries,
-                          state.extra_claims, environment)
+                          state.extra_claims, environment, state.katas_dir)
     for row in ladder.rows:
         if row.status == FAILING and not row.stale:
             bump_failures(state.ledger, state.target.slug, row.id)

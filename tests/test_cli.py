@@ -1,0 +1,71 @@
+"""The attnkata command: doctor, hint, list, readiness, selfcheck."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from attnkata import cli
+from attnkata.doctor import package_rows
+
+
+def run(capsys, *argv):
+    code = cli.main(list(argv))
+    return code, capsys.readouterr().out
+
+
+def test_list_shows_ladder_order(capsys):
+    code, out = run(capsys, "--width", "200", "list")
+    assert code == 0
+    assert out.index("qk_scores") < out.index("softmax")
+
+
+def test_hints_are_progressive(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("ATTNKATA_STATE_DIR", str(tmp_path))
+    _, first = run(capsys, "hint", "softmax")
+    _, second = run(capsys, "hint", "softmax")
+    assert "Hint 1/3" in first and "Hint 2/" not in first
+    assert "Hint 2/3" in second
+    code, _ = run(capsys, "hint", "no_such_kata")
+    assert code == 2
+
+
+def test_doctor_names_versions_and_levels(capsys):
+    code, out = run(capsys, "--width", "200", "doctor")
+    assert "numpy" in out and "Triton smoke kernel" in out and "level 0 Scores" in out
+    assert code in (0, 1)
+
+
+def test_doctor_says_what_to_install_for_drift(monkeypatch):
+    monkeypatch.setattr("attnkata.doctor.version", lambda dist: "99.0" if dist == "triton" else "1.0")
+    rows = {r["name"]: r for r in package_rows()}
+    assert not rows["triton"]["ok"]
+    assert "pip install 'triton>=3.1,<3.10'" in rows["triton"]["fix"]
+
+
+def test_selfcheck_one_kata(capsys, tmp_path):
+    out_json = tmp_path / "v.json"
+    code, out = run(capsys, "--width", "200", "selfcheck", "softmax", "--json", str(out_json))
+    assert code == 0, out
+    verdicts = json.loads(out_json.read_text())
+    subjects = {v["subject"] for v in verdicts}
+    assert {"reference", "stub", "fake:zeros", "fake:mutate", "misconception:no_max_subtraction"} <= subjects
+
+
+def test_readiness_lists_parts(capsys):
+    code, out = run(capsys, "--width", "200", "readiness")
+    assert "misconceptions" in out and "qk_scores" in out
+
+
+def test_report_without_saved_results(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("ATTNKATA_STATE_DIR", str(tmp_path))
+    code, out = run(capsys, "report")
+    assert code == 1 and "run `pytest` first" in out
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["selfcheck", "--help"]])
+def test_help(capsys, argv):
+    with pytest.raises(SystemExit) as info:
+        cli.main(argv)
+    assert info.value.code == 0
