@@ -108,8 +108,10 @@ def _compare_arrays(got: Any, want: Any, tol: tuple[float, float] | None, label:
     if tuple(got.shape) != tuple(want.shape):
         return Mismatch(f"{label}shape: expected {shape_str(want)}, got {shape_str(got)}")
     if dtype_name(got) != dtype_name(want):
-        return Mismatch(f"{label}dtype: expected {dtype_name(want)}, got {dtype_name(got)}",
-                        ("keep the input's float dtype (cast back, or avoid float64 constants)",))
+        advice = {"bool": "return a boolean array (comparisons give one: `j <= i`)"}.get(
+            dtype_name(want), "keep the input's float dtype (cast back, or avoid float64 constants)"
+            if "float" in dtype_name(want) else f"return {dtype_name(want)} values")
+        return Mismatch(f"{label}dtype: expected {dtype_name(want)}, got {dtype_name(got)}", (advice,))
     g, w = _as_numpy(got), _as_numpy(want)
     if w.dtype == bool or not np.issubdtype(w.dtype, np.floating):
         wrong = np.argwhere(g != w)

@@ -23,10 +23,11 @@ MARK = {READY: "✔", FAILING: "✘", LOCKED: "🔒", NOT_STARTED: "·", UNAVAIL
 def ladder_table(ladder: Ladder) -> Table:
     table = Table(title=f"attnkata ladder — target: {ladder.target}", title_justify="left",
                   show_lines=False, expand=False)
-    table.add_column("level", no_wrap=True)
-    table.add_column("kata", no_wrap=True)
-    table.add_column("status", no_wrap=True)
-    table.add_column("feedback", overflow="fold")
+    longest = max((len(r.id) for r in ladder.rows), default=4)
+    table.add_column("level", min_width=10)
+    table.add_column("kata", no_wrap=True, min_width=longest)
+    table.add_column("status", no_wrap=True, min_width=14)
+    table.add_column("feedback", overflow="fold", ratio=1)
     for level, rows in ladder.by_level().items():
         done = sum(r.done for r in rows)
         label = Text(f"{level} {ladder.levels.get(level, '')}\n{done}/{len(rows)} ready",

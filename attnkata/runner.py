@@ -43,7 +43,24 @@ def run_check(kata: Kata, chk: Check, target: Any, reference: Any, *, target_roo
                            tuple(x.id for x in exc.matched))
     except AssertionError as exc:
         return CheckResult(kata.id, chk.id, FAILED, str(exc) or "assertion failed")
+    except Exception as exc:
+        flaky = _flaky(exc)
+        if flaky is None:
+            raise
+        return CheckResult(kata.id, chk.id, FAILED, flaky)
     return CheckResult(kata.id, chk.id, PASSED)
+
+
+def _flaky(exc: Exception) -> str | None:
+    """Hypothesis' verdict when learner code answers the same input differently."""
+    from hypothesis.errors import Flaky, FlakyFailure
+
+    if not isinstance(exc, (Flaky, FlakyFailure)):
+        return None
+    inner = next((e for e in getattr(exc, "exceptions", ()) if isinstance(e, KataFailure)), None)
+    detail = f"\nOne of the runs said: {inner.message}" if inner else ""
+    return ("the result changed between two runs on the same input: is something random, or is "
+            "state kept between calls (a global, a default argument that is mutated)?" + detail)
 
 
 # ---------------------------------------------------------------------------

@@ -54,4 +54,5 @@ def statuses(ladder: dict, level: int | None = None) -> dict[str, str]:
 def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Project:
     monkeypatch.delenv("ATTNKATA_STATE_DIR", raising=False)
     monkeypatch.setenv("NO_COLOR", "1")
+    monkeypatch.setenv("COLUMNS", "160")
     return Project(pytester)

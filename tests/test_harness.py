@@ -131,3 +131,24 @@ def test_given_stops_at_once_on_not_started():
     with pytest.raises(NotStarted):
         prop()
     assert len(calls) == 1
+
+
+def test_nondeterministic_learner_code_is_a_failure_not_a_crash():
+    import itertools
+
+    counter = itertools.count()
+
+    def moody(x):
+        return x * 2 + (next(counter) % 2)
+
+    @check("doubles on generated inputs")
+    def generated(ctx):
+        from hypothesis import strategies as st
+
+        @ctx.given(n=st.integers(1, 4))
+        def prop(n):
+            ctx.expect("double", np.arange(float(n)))
+        prop()
+
+    result = run_check(KATA, generated, types.SimpleNamespace(double=moody), REF, target_root=None)
+    assert result.outcome == FAILED
