@@ -146,18 +146,21 @@ def run(args: argparse.Namespace) -> int:
                     args.head_dim, args.bytes_per_elem)
     table = Table(title=f"KV cache: B={args.batch}, T={args.tokens:,}, {args.layers} layers, "
                         f"d_head={args.head_dim}, {args.bytes_per_elem} bytes/number")
-    for column in ("scheme", "KV heads", "per token (all layers)", "total", "vs MHA"):
+    for column in ("scheme", "KV heads", "per token (all layers)", "whole cache", "vs MHA"):
         table.add_column(column, justify="left" if column == "scheme" else "right")
     for r in rows:
+        share = Fraction(r.kv_heads, args.q_heads)
         table.add_row(r.scheme, str(r.kv_heads), human_bytes(r.per_token), human_bytes(r.total),
-                      f"{r.ratio:.4g}×")
+                      "1×" if share == 1 else f"{share} = {r.ratio:.4g}×",
+                      style="cyan" if r.scheme == "GQA" else None)
     console.print(table)
     console.print(f"{FORMULA}  (formula only: no allocator, paging or metadata overhead)")
 
     truth = args.kv_heads / args.q_heads
     if guess is not None:
-        verdict = "right" if math.isclose(guess, truth, rel_tol=0.02) else "not quite"
-        console.print(f"Your prediction {guess:.4g}: [bold]{verdict}[/]. GQA keeps H_kv / H_q = "
+        right = math.isclose(guess, truth, rel_tol=0.02)
+        verdict = "[bold green]right[/]" if right else "[bold yellow]not quite[/]"
+        console.print(f"Your prediction {guess:.4g}: {verdict}. GQA keeps H_kv / H_q = "
                       f"{args.kv_heads}/{args.q_heads} = {truth:.4g} of MHA's cache: only the "
                       f"KV-head count changes, every other factor is the same.")
     return 0

@@ -1,0 +1,301 @@
+"""Level 2 — KVCache: a cache that grows in amortised O(1) per token, read through views."""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import numpy as np
+from hypothesis import strategies as st
+
+from attnkata import Claim, Fake, Kata, Misconception, Prediction, check
+from attnkata.strategies import FLOAT_DTYPES, seeds, sizes
+from attnkata_plugins.kvlab import kv_cache_bytes as lab_bytes
+
+GiB = 2**30
+
+# ---------------------------------------------------------------------------
+# KVCache
+# ---------------------------------------------------------------------------
+
+
+@st.composite
+def _appends(draw):
+    n_heads, head_dim = draw(sizes(1, 5)), draw(sizes(1, 9))
+    dtype = draw(st.sampled_from(FLOAT_DTYPES))
+    chunks = draw(st.lists(st.one_of(st.just(1), sizes(1, 40)), min_size=1, max_size=8))
+    return n_heads, head_dim, dtype, chunks, draw(seeds())
+
+
+def _drive(ns, n_heads, head_dim, dtype, chunks, seed, in_dtype=None):
+    """Append chunks of tokens; after each, record (len, keys copy, values copy)."""
+    rng = np.random.default_rng(seed)
+    cache = ns.KVCache(n_heads, head_dim, dtype=dtype)
+    seen = [(len(cache), np.array(cache.keys), np.array(cache.values))]
+    for t in chunks:
+        k = rng.standard_normal((n_heads, t, head_dim)).astype(in_dtype or dtype)
+        v = rng.standard_normal((n_heads, t, head_dim)).astype(in_dtype or dtype)
+        cache.append(k, v)
+        seen.append((len(cache), np.array(cache.keys), np.array(cache.values)))
+    return seen
+
+
+@check("after every append, len, keys and values match the reference (chunks of 1 to 40 tokens)")
+def cache_matches_reference(ctx):
+    @ctx.given(case=_appends())
+    def prop(case):
+        ctx.expect_scenario(lambda ns: _drive(ns, *case), f"KVCache{case[:2]} appends {case[3]}")
+
+    prop()
+
+
+@check("stores in the cache's dtype, whatever the dtype of what is appended")
+def cache_keeps_its_dtype(ctx):
+    ctx.expect_scenario(lambda ns: _drive(ns, 2, 3, np.float32, [2, 1, 5], 7, np.float64),
+                        "KVCache(2, 3, dtype=float32) fed float64 chunks")
+    ctx.expect_scenario(lambda ns: _drive(ns, 3, 4, np.float64, [1, 3], 8),
+                        "KVCache(3, 4, dtype=float64)")
+
+
+@check("keys and values are exactly the filled part, [n_heads, len(cache), head_dim], never the capacity")
+def cache_shape_is_filled_part(ctx):
+    def fill(ns):
+        cache = ns.KVCache(2, 4, dtype=np.float64)
+        seen = []
+        for t in (3, 1, 1, 9, 20):
+            cache.append(np.full((2, t, 4), 1.0), np.full((2, t, 4), 2.0))
+            seen.append((tuple(cache.keys.shape), tuple(cache.values.shape)))
+        return seen
+
+    seen = ctx.run(lambda: fill(ctx.target), "KVCache(2, 4) after appends of 3, 1, 1, 9, 20 tokens")
+    for T, (ks, vs) in zip((3, 4, 5, 14, 34), seen):
+        if ks != (2, T, 4) or vs != (2, T, 4):
+            roomy = len(ks) == 3 and len(vs) == 3 and ks[1] > T and vs[1] > T
+            ctx.fail(f"KVCache(2, 4) holding {T} tokens: keys is {list(ks)} and values {list(vs)}, "
+                     f"expected [2, {T}, 4] each", misconception="whole_capacity" if roomy else None)
+
+
+@check("keys and values are views of one stored buffer, not fresh copies on every read")
+def cache_returns_views(ctx):
+    def read_twice(ns):
+        cache = ns.KVCache(2, 4, dtype=np.float32)
+        for _ in range(3):
+            cache.append(np.ones((2, 2, 4), np.float32), np.zeros((2, 2, 4), np.float32))
+        return (cache.keys, cache.keys), (cache.values, cache.values)
+
+    (k1, k2), (v1, v2) = ctx.run(lambda: read_twice(ctx.target), "KVCache(2, 4).keys read twice")
+    ctx.expect_scenario(lambda ns: [np.array(a) for a in read_twice(ns)[0]], "KVCache(2, 4).keys")
+    for name, a, b in (("keys", k1, k2), ("values", v1, v2)):
+        if not (isinstance(a, np.ndarray) and np.shares_memory(a, b)):
+            ctx.fail(f"KVCache.{name}: two reads returned arrays that share no memory, so each "
+                     f"read built a new [n_heads, T, head_dim] array (a copy of all T tokens, every "
+                     f"decode step)", misconception="copies_on_read")
+
+
+GROWTH_TOKENS, GROWTH_BOUND = 2048, 32
+
+
+@check(f"growth is amortised O(1): {GROWTH_TOKENS} one-token appends allocate at most "
+       f"{GROWTH_BOUND}× the final K+V size in total (tracemalloc)")
+def cache_growth_amortised(ctx):
+    n_heads, head_dim = 2, 16
+    k = np.ones((n_heads, 1, head_dim))
+    v = np.zeros((n_heads, 1, head_dim))
+
+    def grow():
+        cache = ctx.target.KVCache(n_heads, head_dim, dtype=np.float64)
+        was_tracing = tracemalloc.is_tracing()
+        if not was_tracing:
+            tracemalloc.start()
+        total = 0
+        try:
+            for _ in range(GROWTH_TOKENS):
+                before = tracemalloc.get_traced_memory()[0]
+                tracemalloc.reset_peak()
+                cache.append(k, v)
+                total += max(0, tracemalloc.get_traced_memory()[1] - before)
+        finally:
+            if not was_tracing:
+                tracemalloc.stop()
+        return total, len(cache)
+
+    total, n = ctx.run(grow, f"{GROWTH_TOKENS} appends of one token to KVCache(2, 16)")
+    if n != GROWTH_TOKENS:
+        ctx.fail(f"KVCache: after {GROWTH_TOKENS} one-token appends len(cache) is {n!r}")
+    final = 2 * k.nbytes * GROWTH_TOKENS
+    if total > GROWTH_BOUND * final:
+        ctx.fail(f"KVCache.append: {GROWTH_TOKENS} one-token appends allocated {total / 1e6:.1f} MB "
+                 f"in total for a cache whose keys and values end at {final / 1e6:.2f} MB "
+                 f"({total / final:.0f}×; at most {GROWTH_BOUND}× expected). The buffer is "
+                 f"copied far too often: growth costs O(T) per token, O(T²) in all",
+                 misconception="realloc_every_append")
+
+
+class _Concatenating:
+    def __init__(self, n_heads, head_dim, dtype=np.float32):
+        self._k = np.zeros((n_heads, 0, head_dim), dtype)
+        self._v = np.zeros((n_heads, 0, head_dim), dtype)
+
+    def __len__(self):
+        return self._k.shape[1]
+
+    def append(self, k, v):
+        self._k = np.concatenate([self._k, k.astype(self._k.dtype)], axis=1)
+        self._v = np.concatenate([self._v, v.astype(self._v.dtype)], axis=1)
+
+    keys = property(lambda self: self._k)
+    values = property(lambda self: self._v)
+
+
+class _WholeCapacity(_Concatenating):
+    """Doubles correctly but hands out the whole buffer, unfilled slots included."""
+
+    def __init__(self, n_heads, head_dim, dtype=np.float32):
+        self._k = np.zeros((n_heads, 16, head_dim), dtype)
+        self._v = np.zeros((n_heads, 16, head_dim), dtype)
+        self._n = 0
+
+    def __len__(self):
+        return self._n
+
+    def append(self, k, v):
+        end = self._n + k.shape[1]
+        while end > self._k.shape[1]:
+            self._k = np.concatenate([self._k, np.zeros_like(self._k)], axis=1)
+            self._v = np.concatenate([self._v, np.zeros_like(self._v)], axis=1)
+        self._k[:, self._n:end], self._v[:, self._n:end] = k, v
+        self._n = end
+
+
+class _TokenMajor(_WholeCapacity):
+    """Stores [cap, H, d] and converts with reshape where a transpose is needed."""
+
+    def __init__(self, n_heads, head_dim, dtype=np.float32):
+        super().__init__(n_heads, head_dim, dtype)
+        self._k = np.swapaxes(self._k, 0, 1).copy()  # (cap, H, d)
+        self._v = np.swapaxes(self._v, 0, 1).copy()
+        self._shape = (n_heads, head_dim)
+
+    def append(self, k, v):
+        t, end = k.shape[1], self._n + k.shape[1]
+        while end > self._k.shape[0]:
+            self._k = np.concatenate([self._k, np.zeros_like(self._k)], axis=0)
+            self._v = np.concatenate([self._v, np.zeros_like(self._v)], axis=0)
+        h, d = self._shape
+        self._k[self._n:end], self._v[self._n:end] = k.reshape(t, h, d), v.reshape(t, h, d)
+        self._n = end
+
+    keys = property(lambda self: self._k[:self._n].reshape(self._shape[0], self._n, self._shape[1]))
+    values = property(lambda self: self._v[:self._n].reshape(self._shape[0], self._n, self._shape[1]))
+
+
+class _CountsAppends(_WholeCapacity):
+    def __init__(self, n_heads, head_dim, dtype=np.float32):
+        super().__init__(n_heads, head_dim, dtype)
+        self._calls = 0
+
+    def append(self, k, v):
+        super().append(k, v)
+        self._calls += 1
+
+    def __len__(self):
+        return self._calls
+
+    keys = property(lambda self: self._k[:, :self._n])
+    values = property(lambda self: self._v[:, :self._n])
+
+
+class _Chunks:
+    """O(1) appends to a list, but every read concatenates all T tokens anew."""
+
+    def __init__(self, n_heads, head_dim, dtype=np.float32):
+        self._empty = np.zeros((n_heads, 0, head_dim), dtype)
+        self._k, self._v = [], []
+
+    def __len__(self):
+        return sum(c.shape[1] for c in self._k)
+
+    def append(self, k, v):
+        self._k.append(np.array(k, dtype=self._empty.dtype))
+        self._v.append(np.array(v, dtype=self._empty.dtype))
+
+    keys = property(lambda self: np.concatenate([self._empty, *self._k], axis=1))
+    values = property(lambda self: np.concatenate([self._empty, *self._v], axis=1))
+
+
+class _ZerosFake(_Chunks):
+    keys = property(lambda self: np.zeros_like(_Chunks.keys.fget(self)))
+    values = property(lambda self: np.zeros_like(_Chunks.values.fget(self)))
+
+
+class _KeysForValues(_Chunks):
+    values = property(lambda self: _Chunks.keys.fget(self))
+
+
+class _KeepsInputDtype(_Chunks):
+    def append(self, k, v):
+        self._k.append(np.array(k))
+        self._v.append(np.array(v))
+
+    keys = property(lambda self: np.concatenate(self._k or [self._empty], axis=1))
+    values = property(lambda self: np.concatenate(self._v or [self._empty], axis=1))
+
+
+KV_CACHE = Kata(
+    id="kv_cache", level=2, title="A KV cache that grows in amortised O(1)",
+    path="level2/kv_cache.py", entries=("KVCache",),
+    checks=(cache_matches_reference, cache_shape_is_filled_part, cache_keeps_its_dtype,
+            cache_returns_views, cache_growth_amortised),
+    predictions=(
+        Prediction("double_t_factor", "the context doubles from T to 2T: by what factor does the "
+                   "KV cache grow?", 2, rel_tol=1e-9, why="Every factor but T is fixed: linear in T."),
+        Prediction("llama70b_128k_gib", "the Llama-3-70B-like model (80 layers, 8 KV heads, d=128, "
+                   "fp16) at 131,072 tokens, batch 1: the KV cache in GiB (2^30 bytes)",
+                   lab_bytes(1, 80, 131072, 8, 128) / GiB, rel_tol=0.01,
+                   why="320 KiB per token × 131,072 tokens = 40 GiB (42.9 GB) for one request."),
+        Prediction("doublings_to_1m", "a cache that starts with room for 1 token and doubles when "
+                   "full: how many times does it reallocate to hold 1,000,000 tokens?", 20,
+                   rel_tol=0.06, why="2^20 = 1,048,576 ≥ 10^6: 20 copies, whose sizes add up to "
+                   "under 2 × 10^6 tokens — O(1) copies per token on average."),
+    ),
+    misconceptions=(
+        Misconception("realloc_every_append", "reallocates (np.concatenate) on every append",
+                      {"KVCache": _Concatenating},
+                      "Concatenating copies all T cached tokens for every new one: O(T²) in all. "
+                      "Keep spare capacity and double it when full, so each token is copied O(1) "
+                      "times on average."),
+        Misconception("whole_capacity", "keys/values return the whole buffer, unfilled capacity "
+                      "included", {"KVCache": _WholeCapacity},
+                      "Return only the filled part: buffer[:, :T] (a view, no copy)."),
+        Misconception("wrong_axis", "stored tokens along the wrong axis (reshape where a "
+                      "transpose is needed)", {"KVCache": _TokenMajor},
+                      "k is [n_heads, t, head_dim]: tokens are axis 1. reshape never moves data "
+                      "between axes; use np.swapaxes / transpose, or store [n_heads, cap, head_dim]."),
+        Misconception("len_counts_appends", "len(cache) counts append calls, not tokens",
+                      {"KVCache": _CountsAppends},
+                      "One append may add t > 1 tokens (a prompt): len is the number of tokens T."),
+        Misconception("copies_on_read", "keeps a list of chunks and concatenates them on every read",
+                      {"KVCache": _Chunks},
+                      "Each decode step reads the cache: rebuilding it copies all T tokens every "
+                      "time. Keep one growing buffer and return a slice view of it."),
+        Misconception("keeps_input_dtype", "stores what is appended in its own dtype, ignoring "
+                      "the cache's dtype", {"KVCache": _KeepsInputDtype},
+                      "The cache owns its dtype (fp16 caches halve memory): cast on the way in."),
+    ),
+    claims=(
+        Claim("kv-cache-amortised-growth", "Appending one token to the cache costs amortised O(1) "
+              "copies: total allocation over T appends stays within a constant times the cache.",
+              scope="toy", source="kwon-2023-paged", evidence=("cache_growth_amortised",),
+              not_claimed="Measured by allocation counting at T = 2048 on this machine; says "
+                          "nothing about latency or GPU allocators."),
+    ),
+    hints=(
+        "Keep two arrays with spare room, [n_heads, capacity, head_dim], and a counter T of "
+        "filled tokens; keys is then just a slice.",
+        "When an append does not fit, allocate a new buffer of max(needed, 2 × capacity), copy "
+        "the filled part over, and keep going: doubling makes the copies add up to O(T).",
+        "append writes self._k[:, T:T + t] = k (tokens are axis 1); keys returns "
+        "self._k[:, :T], a view; __len__ returns T.",
+    ),
+    fakes=(Fake("zeros_cache", {"KVCache": _ZerosFake}),
+           Fake("keys_as_values", {"KVCache": _KeysForValues})),
+)

@@ -1,0 +1,183 @@
+"""Level 2 — decode_step: one new token attends over everything cached."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import strategies as st
+
+from attnkata import Claim, Kata, Misconception, Prediction, check
+from attnkata.strategies import FLOAT_DTYPES, SCALES, filled, seeds, sizes
+
+
+class ArrayCache:
+    """The smallest object decode_step may rely on: ``.keys``, ``.values`` [H, T, d], ``len``.
+
+    The checks build their caches from this, not from anyone's KVCache, so decode_step
+    is graded on its own whatever state the kv_cache kata is in.
+    """
+
+    def __init__(self, keys: np.ndarray, values: np.ndarray):
+        self.keys, self.values = keys, values
+
+    def __len__(self) -> int:
+        return self.keys.shape[1]
+
+    def append(self, k: np.ndarray, v: np.ndarray) -> None:
+        self.keys = np.concatenate([self.keys, k], axis=1)
+        self.values = np.concatenate([self.values, v], axis=1)
+
+    def __repr__(self) -> str:
+        h, t, d = self.keys.shape
+        return f"cache(T={t}, keys [{h}, {t}, {d}] {self.keys.dtype})"
+
+    def __deepcopy__(self, memo: dict) -> "ArrayCache":
+        return ArrayCache(self.keys.copy(), self.values.copy())
+
+
+def causal_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Full causal attention, [H, N, d] each, computed in float64 and cast back."""
+    n, d = q.shape[-2], q.shape[-1]
+    s = (q.astype(np.float64) @ np.swapaxes(k, -1, -2).astype(np.float64)) / np.sqrt(d)
+    s = np.where(np.tri(n, dtype=bool), s, -np.inf)            # query i sees keys ≤ i
+    e = np.exp(s - s.max(axis=-1, keepdims=True))
+    return ((e / e.sum(axis=-1, keepdims=True)) @ v.astype(np.float64)).astype(q.dtype)
+
+
+@st.composite
+def _step(draw):
+    h, t, d = draw(sizes(1, 5)), draw(sizes(1, 17)), draw(sizes(1, 16))
+    dtype, scale, seed = draw(st.sampled_from(FLOAT_DTYPES)), draw(st.sampled_from(SCALES)), draw(seeds())
+    q_t = filled((h, 1, d), dtype, scale, seed)
+    cache = ArrayCache(filled((h, t, d), dtype, scale, seed + 1), filled((h, t, d), dtype, 1.0, seed + 2))
+    return q_t, cache
+
+
+@check("matches the reference for one step over random caches, dtypes and scales")
+def decode_matches_reference(ctx):
+    @ctx.given(case=_step())
+    def prop(case):
+        ctx.expect("decode_step", *case)
+
+    prop()
+
+
+def _generate(decode_step, q, k, v):
+    """Decode token by token: append token t's k, v to the cache, then attend with q_t."""
+    h, n, d = q.shape
+    cache = ArrayCache(k[:, :0].copy(), v[:, :0].copy())
+    outs = []
+    for t in range(n):
+        cache.append(k[:, t:t + 1], v[:, t:t + 1])
+        outs.append(decode_step(q[:, t:t + 1].copy(), cache))
+    return np.concatenate(outs, axis=1)                           # (H, N, d)
+
+
+@check("a whole generated sequence, token by token, equals full causal attention")
+def decode_equals_causal_attention(ctx):
+    for (h, n, d), dtype, scale in (((2, 12, 8), np.float64, 1.0), ((3, 9, 5), np.float32, 1.0),
+                                    ((1, 7, 4), np.float64, 40.0), ((4, 20, 16), np.float32, 0.001)):
+        seed = int(ctx.rng.integers(2**31))
+        q, k = filled((h, n, d), dtype, scale, seed), filled((h, n, d), dtype, scale, seed + 1)
+        v = filled((h, n, d), dtype, 1.0, seed + 2)
+        call = lambda q_t, cache: ctx.call("decode_step", q_t, cache)  # noqa: E731
+        got = _generate(call, q, k, v)
+        ctx.match(got, causal_attention(q, k, v),
+                  f"decode_step over {n} generated tokens (q, k, v [{h}, {n}, {d}] "
+                  f"{np.dtype(dtype).name}, scale {scale:g}) vs full causal attention",
+                  rerun=lambda ns: _generate(ns.decode_step, q, k, v), entries=("decode_step",))
+
+
+@check("one cached token: the output is exactly that token's value, for any query")
+def decode_single_token(ctx):
+    q_t = np.array([[[3.0, -1.0]]])
+    cache = ArrayCache(np.array([[[0.5, 2.0]]]), np.array([[[7.0, -4.0]]]))
+    ctx.expect("decode_step", q_t, cache)
+    ctx.expect("decode_step", q_t.astype(np.float32) * 1000,
+               ArrayCache(cache.keys.astype(np.float32), cache.values.astype(np.float32)))
+
+
+def _softmax_rows(s):
+    e = np.exp(s - s.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def _attend(q_t, k, v, scale=True):
+    if k.shape[1] == 0:
+        return np.zeros_like(q_t, shape=(q_t.shape[0], 1, v.shape[-1]))
+    s = q_t @ np.swapaxes(k, -1, -2)
+    if scale:
+        s = s / np.asarray(np.sqrt(q_t.shape[-1]), dtype=q_t.dtype)
+    return (_softmax_rows(s) @ v).astype(q_t.dtype)
+
+
+def _only_new(q_t, cache):
+    return cache.values[:, -1:].astype(q_t.dtype)
+
+
+def _no_scale(q_t, cache):
+    return _attend(q_t, cache.keys, cache.values, scale=False)
+
+
+def _excludes_current(q_t, cache):
+    return _attend(q_t, cache.keys[:, :-1], cache.values[:, :-1])
+
+
+def _naive_exp(q_t, cache):
+    s = (q_t @ np.swapaxes(cache.keys, -1, -2)) / np.asarray(np.sqrt(q_t.shape[-1]), dtype=q_t.dtype)
+    e = np.exp(s)
+    return ((e / e.sum(axis=-1, keepdims=True)) @ cache.values).astype(q_t.dtype)
+
+
+def _over_heads(q_t, cache):
+    s = (q_t @ np.swapaxes(cache.keys, -1, -2)) / np.asarray(np.sqrt(q_t.shape[-1]), dtype=q_t.dtype)
+    e = np.exp(s - s.max(axis=0, keepdims=True))
+    return ((e / e.sum(axis=0, keepdims=True)) @ cache.values).astype(q_t.dtype)
+
+
+DECODE_STEP = Kata(
+    id="decode_step", level=2, title="One decoding step over the cache",
+    path="level2/decode_step.py", entries=("decode_step",),
+    checks=(decode_matches_reference, decode_equals_causal_attention, decode_single_token),
+    predictions=(
+        Prediction("dots_per_step", "the cache holds T = 1000 tokens: how many query·key dot "
+                   "products does one decode step compute, per head?", 1000, rel_tol=1e-9,
+                   why="One new query against every cached key: T dot products, O(T) per token."),
+        Prediction("total_dots_1000", "generating 1000 tokens one by one with a cache: the total "
+                   "number of query·key dot products per head (1 + 2 + … + 1000)", 500500,
+                   rel_tol=0.02, why="Σ t = T(T+1)/2 = 500,500: the cache saves recomputing K and V, "
+                   "but attention over a growing context is still quadratic in total."),
+    ),
+    misconceptions=(
+        Misconception("only_new_token", "attended only to the newest token", {"decode_step": _only_new},
+                      "The new query attends over EVERY cached key, not just its own: the cache "
+                      "exists so the past can be read."),
+        Misconception("forgot_scale", "forgot the 1/√d scaling", {"decode_step": _no_scale},
+                      "A decode step is ordinary attention: divide q·k by √d before softmax."),
+        Misconception("excludes_current", "left the current token out (attended to keys[:, :-1])",
+                      {"decode_step": _excludes_current},
+                      "The new token's k, v are appended before the step: under a causal mask a "
+                      "token sees itself, so the last row of causal attention includes it."),
+        Misconception("no_max_subtraction", "exponentiated without subtracting the maximum",
+                      {"decode_step": _naive_exp},
+                      "Large scores overflow exp(): subtract each row's maximum first."),
+        Misconception("softmax_over_heads", "normalised over the heads axis instead of the keys",
+                      {"decode_step": _over_heads},
+                      "Each head has its own distribution over the T cached keys: reduce along "
+                      "the last axis."),
+    ),
+    claims=(
+        Claim("decode-equals-full-attention", "Decoding token by token from a KV cache gives "
+              "exactly the rows of full causal attention.", scope="exact", source="shazeer-2019-mqa",
+              evidence=("decode_equals_causal_attention",),
+              not_claimed="Nothing about decode latency or memory bandwidth; checked on small NumPy "
+                          "sequences."),
+    ),
+    hints=(
+        "q_t is one query per head, [H, 1, d]; cache.keys and cache.values are [H, T, d]. The "
+        "result is [H, 1, d].",
+        "It is the attention you already know with N_q = 1: scores q_t @ keysᵀ / √d give [H, 1, T], "
+        "no mask needed (every cached token is in the past or is the token itself).",
+        "s = q_t @ np.swapaxes(cache.keys, -1, -2) / np.sqrt(d); p = stable softmax of s over the "
+        "last axis; return (p @ cache.values) in q_t's dtype.",
+    ),
+)
