@@ -125,6 +125,23 @@ def learner_traceback(exc: BaseException, root: Path | None) -> str:
     return "".join(lines).rstrip() + "\n" + head
 
 
+def unwritten_kernel(exc: BaseException) -> bool:
+    """A Triton kernel whose body is still ``raise NotImplementedError``.
+
+    The interpreter wraps the raise in its own error; the compiler rejects the
+    ``raise`` statement itself.  Either way the learner has not started.
+    """
+    seen = 0
+    while exc is not None and seen < 8:
+        if isinstance(exc, NotImplementedError):
+            return True
+        text = str(exc)
+        if "NotImplementedError" in text or "unsupported AST node type: Raise" in text:
+            return type(exc).__module__.startswith("triton")
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
+
+
 def _inside(filename: str, root: Path) -> bool:
     try:
         Path(filename).resolve().relative_to(root)
@@ -173,6 +190,9 @@ class Ctx:
         except (Abort, KataFailure):
             raise
         except Exception as exc:  # learner code is untrusted: any error is feedback
+            if unwritten_kernel(exc):
+                raise NotStarted(f"{what}: the Triton kernel body is still the stub's "
+                                 f"NotImplementedError") from None
             raise LearnerError(f"{what} raised an exception:\n"
                                f"{learner_traceback(exc, self.target_root)}") from None
 
