@@ -1,0 +1,63 @@
+"""``attnkata bench``: the same benchmark as ``pytest --attnkata-bench``, without the katas."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+DESCRIPTION = """\
+Time the GPU katas' Triton kernels (the target's), the reference kernels and torch's
+scaled_dot_product_attention (each backend pinned) over a sweep of shapes; each is checked
+against a float32 truth on fresh inputs before it is timed (CUDA events, cold L2, median
+with p20/p80).  Reports TFLOP/s, GB/s, % of the device's peak and speed-ups; writes JSON
+(attnkata.bench/1) and a PNG plot.  Without a GPU: correctness only, and the CPU katas
+(level 4: tiled against naive attention) are timed instead.  Exit status 1 when the
+target's kernel gave a wrong answer."""
+
+
+def add_command(subparsers: Any) -> argparse.ArgumentParser:
+    from .bench_options import add_options
+
+    parser = subparsers.add_parser("bench", help="benchmark the GPU katas' kernels (or the CPU katas without CUDA)",
+                                   description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--target", dest="attnkata_bench_target", default="katas", metavar="katas|solutions|DIR",
+                        help="whose kernels to time: the learner's katas (default), the solutions, or a folder")
+    parser.add_argument("--seed", dest="attnkata_bench_seed", type=int, default=0, metavar="SEED",
+                        help="seed of the generated inputs")
+    add_options(parser.add_argument, "--")
+    parser.set_defaults(func=main)
+    return parser
+
+
+def main(args: argparse.Namespace) -> int:
+    from attnkata.hardware import ensure_triton_mode
+
+    ensure_triton_mode()  # before anything imports triton
+    from rich.console import Group
+
+    from attnkata.manager import load_registry
+    from attnkata.render import render, use_color
+    from attnkata.target import TargetSpec
+
+    from .bench_options import BenchOptions
+    from .bench_run import run_bench
+
+    rootdir = Path(getattr(args, "root", None) or Path.cwd()).resolve()
+    try:
+        opts = BenchOptions.from_namespace(args, seed=args.attnkata_bench_seed)
+    except ValueError as exc:
+        print(f"attnkata bench: {exc}", file=sys.stderr)
+        return 2
+    _, registry = load_registry()
+    for problem in registry.problems:
+        print(f"attnkata: ⚠ {problem}", file=sys.stderr)
+    target = TargetSpec.parse(args.attnkata_bench_target, rootdir)
+    run = run_bench(opts, registry=registry, target=target, learner_root=rootdir / "katas", rootdir=rootdir,
+                    echo=lambda line: print(line, flush=True))
+    if run.renderables:
+        width = getattr(args, "width", None) or shutil.get_terminal_size((120, 24)).columns
+        print(render(Group(*run.renderables), color=use_color(sys.stdout.isatty()), width=width), end="")
+    return run.exit_code

@@ -1,0 +1,297 @@
+"""Running a benchmark: the target's kernels, the sweep, and the files it leaves.
+
+Plain functions shared by ``pytest --attnkata-bench`` and ``attnkata bench``.  On CUDA
+each shape gets fresh inputs from the framework; every candidate is checked against the
+float32 truth on them first and only a correct one is timed.  Without CUDA it says so
+("no GPU: correctness only") and times the CPU katas instead (level 4, ``bench_cpu``).
+Either way a JSON document in the ``attnkata.bench/1`` envelope is written.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from .bench_cases import KINDS, Case, Candidate, Unsupported
+from .bench_options import BenchOptions
+
+NO_GPU = "no GPU: correctness only"
+
+
+@dataclass
+class BenchRun:
+    """What a bench run leaves: the JSON document, its files, its claims and what to print."""
+
+    data: dict
+    json_path: Path
+    claims: list = field(default_factory=list)
+    plots: list[Path] = field(default_factory=list)
+    renderables: list = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        bad = [r for r in self.data.get("rows", []) if r["candidate"] == "target"
+               and r["status"] in ("incorrect", "error")]
+        return 1 if bad else 0
+
+
+# -- the target's kernels ----------------------------------------------------------
+
+def bench_specs(kata: Any) -> list[tuple[str, str]]:
+    """``(kind, entry)`` pairs a kata's ``bench=`` declares; tolerant of its exact form."""
+    raw = kata.bench
+    items = raw if isinstance(raw, (list, tuple)) else [raw]
+    out = []
+    for item in items:
+        if item is None or item is False:
+            continue
+        kind = entry = None
+        if isinstance(item, dict):
+            kind, entry = item.get("kind"), item.get("entry")
+        elif isinstance(item, str):
+            kind, entry = (item, None) if _kind(item) else (None, item)
+        declared = kind
+        kind = _kind(kind or "") or _kind(entry or "") or _kind(kata.id)
+        if kind is None:
+            out.append((str(declared), entry or ""))  # a kind this bench does not time: reported
+            continue
+        entry = entry or _entry_for(kind, kata.entries)
+        out.append((kind, entry))
+    return out
+
+
+def _kind(name: str) -> str | None:
+    name = name.lower()
+    if name in KINDS:
+        return name
+    if "backward" in name or "bwd" in name:
+        return "flash_bwd"
+    if "paged" in name or "decode" in name:
+        return "paged_decode"
+    if "forward" in name or "fwd" in name or "flash" in name:
+        return "flash_fwd"
+    return None
+
+
+def _entry_for(kind: str, entries: tuple[str, ...]) -> str:
+    prefer = {"flash_fwd": ("forward",), "flash_bwd": ("backward",), "paged_decode": ("triton", "decode")}[kind]
+    for word in prefer:
+        for entry in entries:
+            if word in entry:
+                return entry
+    return entries[0]
+
+
+def target_kernels(registry: Any, target: Any,
+                   learner_root: Path) -> tuple[dict[str, Candidate], dict[str, str], list[str]]:
+    """The target's kernel per kind, the kata id per kind, and notes on what was not found."""
+    from attnkata.target import load_module
+
+    from .bench_cases import autotuners, kernel_candidate
+
+    found: dict[str, Candidate] = {}
+    katas: dict[str, str] = {}
+    notes: list[str] = []
+    for kata in registry.katas:
+        for kind, entry in bench_specs(kata):
+            if kind not in KINDS:
+                notes.append(f"{kata.id}: bench kind {kind!r} is not one this bench times ({', '.join(KINDS)})")
+                continue
+            try:
+                path, root = target.locate(kata, registry.pack_of(kata), learner_root)
+                fn = getattr(load_module(path, root), entry)
+            except Exception as exc:  # learner code: report, never crash the bench
+                notes.append(f"{kind}: target {kata.id} could not be loaded ({type(exc).__name__}: {exc}); "
+                             f"timing the baselines only")
+                continue
+            found.setdefault(kind, kernel_candidate("target", f"{target.name}:{kata.path}:{entry}", kind, fn,
+                                                    autotuners(sys.modules[fn.__module__])
+                                                    if fn.__module__ in sys.modules else ()))
+            katas.setdefault(kind, kata.id)
+    for kind in KINDS:
+        if kind not in found and not any(n.startswith(f"{kind}:") for n in notes):
+            notes.append(f"{kind}: no kata declares bench kind {kind!r}; timing the reference kernel and SDPA only")
+    return found, katas, notes
+
+
+# -- the sweep -----------------------------------------------------------------------
+
+def _sync(device: Any) -> None:
+    import torch
+
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _free(device: Any) -> None:
+    import torch
+
+    if torch.device(device).type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def base_row(case: Case, candidate: Candidate) -> dict[str, Any]:
+    shape = {k: v for k, v in case.as_dict().items() if k not in ("kind", "dtype")}
+    return {"kind": case.kind, "candidate": candidate.name, "impl": candidate.impl,
+            "sdpa_backend": candidate.sdpa_backend, "dtype": case.dtype, "shape": shape,
+            "flops": case.flops, "bytes": case.kv_bytes, "status": "ok", "message": ""}
+
+
+def measure(case: Case, candidate: Candidate, inputs: dict, exact: tuple, drift: tuple,
+            timer: Callable, device: Any) -> dict:
+    """One row: check the candidate on the case's inputs, then (only if correct) time it."""
+    import torch
+
+    from .bench_cases import OUTPUT_NAMES, autotune_choice
+    from .bench_oracle import checksum, compare
+
+    row = base_row(case, candidate)
+    tensors = [t for t in inputs.values() if isinstance(t, torch.Tensor)]
+    try:
+        prepared = candidate.prepare(case, inputs)
+        before = checksum(tensors)
+        if prepared.setup is not None:
+            prepared.setup()
+        outputs = prepared.outputs(prepared.run())
+        _sync(device)
+        row["autotune"] = autotune_choice(candidate)
+        if checksum(tensors) != before:
+            row.update(status="incorrect", message="it changed its inputs (mutation): not timed")
+            return row
+        verdict = compare(outputs, exact, drift, OUTPUT_NAMES[case.kind])
+        row.update(max_abs_err=verdict.max_abs_err, tol=verdict.tol)
+        if not verdict.ok:
+            row.update(status="incorrect", message=f"{verdict.message}: not timed")
+            return row
+        info = {"case": case, "candidate": candidate.name, "sdpa_backend": candidate.sdpa_backend}
+        row["ms"] = timer(prepared.run, prepared.setup, info).as_dict()
+    except NotImplementedError as exc:
+        row.update(status="not started", message=_first_line(exc))
+    except Unsupported as exc:
+        row.update(status="unsupported", message=str(exc))
+    except torch.cuda.OutOfMemoryError:
+        row.update(status="error", message="out of memory at this shape")
+        _free(device)
+    except Exception as exc:  # a failing candidate is reported, the sweep goes on
+        if _not_started(exc):  # a stub raising inside a Triton kernel arrives wrapped
+            row.update(status="not started", message=_first_line(exc))
+            return row
+        row.update(status="error", message=f"{type(exc).__name__}: {_first_line(exc)}"[:300])
+    return row
+
+
+def _not_started(exc: BaseException) -> bool:
+    seen = exc
+    while seen is not None:
+        if isinstance(seen, NotImplementedError) or "NotImplementedError" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:300]
+
+
+def run_sweep(cases: list[Case], candidates: dict[str, list[Candidate]], *, timer: Callable, device: Any,
+              seed: int, echo: Callable[[str], Any]) -> list[dict]:
+    """Every candidate at every case, in order; fresh inputs per case from ``seed``."""
+    from .bench_cases import make_inputs, truth
+
+    rows = []
+    for i, case in enumerate(cases):
+        try:
+            inputs = make_inputs(case, device, seed + i)
+            exact, drift = truth(case, inputs)
+        except Exception as exc:  # e.g. out of memory for the float32 truth: skip the shape, say why
+            message = f"no inputs or truth at this shape: {type(exc).__name__}: {_first_line(exc)}"
+            for candidate in candidates.get(case.kind, []):
+                rows.append(base_row(case, candidate) | {"status": "error", "message": message})
+            echo(f"  {case.label()}: {message}")
+            _free(device)
+            continue
+        line = []
+        for candidate in candidates.get(case.kind, []):
+            row = measure(case, candidate, inputs, exact, drift, timer, device)
+            rows.append(row)
+            line.append(f"{candidate.name} {row['ms']['median_ms']:.3g} ms" if row["status"] == "ok"
+                        else f"{candidate.name} {row['status']}")
+        echo(f"  {case.label()}: " + ", ".join(line))
+        del inputs, exact, drift
+        _free(device)
+    return rows
+
+
+def run_bench(opts: BenchOptions, *, registry: Any, target: Any, learner_root: Path, rootdir: Path,
+              echo: Callable[[str], Any] = print, gpu: Any = None, timer: Callable | None = None,
+              device: Any = None) -> BenchRun:
+    """Run the benchmark and write its JSON (and plots).
+
+    :param gpu: a :class:`~bench_env.DeviceInfo`; default: the CUDA device, or the CPU path without one.
+    :param timer: default :class:`~bench_timing.CudaEventTimer`; the tests inject a fake.
+    :param device: where tensors live (default ``cuda``; the tests run the GPU path on ``cpu``).
+    """
+    from attnkata.hardware import ensure_triton_mode
+    from attnkata.state import state_dir
+
+    ensure_triton_mode()
+    import torch
+
+    out_dir = Path(opts.out) if opts.out else state_dir(rootdir) / "bench"
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    if gpu is None and not torch.cuda.is_available():
+        from .bench_cpu_path import run_cpu
+
+        return run_cpu(opts, out_dir, stamp, target, echo)
+    from . import bench_results as res
+    from .bench_cases import baseline_candidates
+    from .bench_env import describe_device, environment
+    from .bench_timing import CudaEventTimer
+
+    gpu = gpu or describe_device()
+    device = device or "cuda"
+    timer = timer or CudaEventTimer(cold_l2=opts.cold_l2, warmup_ms=opts.warmup_ms, rep_ms=opts.rep_ms,
+                                    l2_bytes=gpu.l2_bytes)
+    cases = opts.cases()
+    mine, katas, notes = target_kernels(registry, target, learner_root)
+    candidates = {kind: ([mine[kind]] if kind in mine else []) + baseline_candidates(kind) for kind in opts.kinds}
+    env = environment(gpu, created=res.now(), dtype=",".join(opts.dtypes), dtypes=list(opts.dtypes),
+                      shapes=f"N {','.join(map(str, opts.sizes))}; d {','.join(map(str, opts.head_dims))}; "
+                             f"causal {'/'.join(map(str, opts.causal))}; kinds {','.join(opts.kinds)}",
+                      cases=[c.as_dict() for c in cases], seed=opts.seed, target=target.name,
+                      sdpa_backend="pinned per row (sdpa_kernel)", autotune="per row (reference kernels)",
+                      **getattr(timer, "describe", lambda: {"timer": "injected"})())
+    echo(f"attnkata bench: {gpu.name} ({gpu.form_factor}), {len(cases)} shapes x "
+         f"{max(len(c) for c in candidates.values())} candidates; target={target.name}")
+    rows = run_sweep(cases, candidates, timer=timer, device=device, seed=opts.seed, echo=echo)
+    res.add_metrics(rows, {dt: gpu.peak_tflops(dt) for dt in opts.dtypes}, gpu.peak_gbps())
+    summary = res.summarise(rows)
+    claims = res.gpu_claims(summary, rows, env, katas)
+    if gpu.peak is None:
+        notes.append(f"unknown peak: {gpu.name!r} is not in the peak table, so no % of peak")
+    data = res.envelope("cuda", env, rows, summary, claims, notes)
+    return _finish(data, claims, out_dir, stamp, opts, echo)
+
+
+def _finish(data: dict, claims: list, out_dir: Path, stamp: str, opts: BenchOptions,
+            echo: Callable[[str], Any]) -> BenchRun:
+    from . import bench_results as res
+    from .bench_plot import plot
+
+    plots: list[Path] = []
+    if opts.plot and data["rows"]:
+        plots, message = plot(data, out_dir, stamp)
+        if message:
+            echo(message)
+            data["notes"].append(message)
+    data["files"] = {"plots": [str(p) for p in plots]}
+    path = res.save(data, out_dir, stamp)
+    run = BenchRun(data, path, claims, plots)
+    if data["mode"] == "cuda":
+        run.renderables = [res.summary_table(data), res.notes_text(data)]
+    echo(f"attnkata bench: wrote {path}" + (f" and {len(plots)} plot(s)" if plots else ""))
+    return run

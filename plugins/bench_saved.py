@@ -1,0 +1,60 @@
+"""The last saved bench in the ladder report: its measured claims, and where its files are.
+
+``attnkata bench`` runs outside pytest, so its figures reach the claims report through
+the saved JSON (``<state dir>/bench/last.json`` of the checkout around the current folder).
+Claims about the target's kernel join only a ladder of the same target; claims about the
+reference kernels join any.  A measured claim without its environment is refused.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.text import Text
+
+
+def bench_dir() -> Path:
+    """``<state dir>/bench`` of the checkout around the current folder (as ``attnkata`` finds it)."""
+    from attnkata.cli import find_root
+    from attnkata.state import state_dir
+
+    return state_dir(find_root(Path.cwd())) / "bench"
+
+
+def report_sections(ladder: Any, folder: Path | None = None) -> list[Any]:
+    from .bench_results import claims_from, load_last
+
+    folder = folder or bench_dir()
+    data = load_last(folder)
+    if data is None:
+        return []
+    claims, problems = claims_from(data)
+    bench_target = data.get("environment", {}).get("target")
+    have = {c.id for c in ladder.claims}
+    added = 0
+    for claim in claims:
+        if claim.id in have or ("-target-" in claim.id and bench_target != ladder.target):
+            continue
+        ladder.claims.append(claim)
+        added += 1
+    env = data.get("environment", {})
+    where = env.get("gpu") if env.get("gpu") not in (None, "none") else env.get("cpu", "this CPU")
+    what = data.get("message") or f"{len(data.get('rows', []))} rows"
+    text = Text(f"Benchmark: last run {str(data.get('created', '?'))[:16]} on {where} "
+                f"({data.get('mode')}; {what}) — {folder / 'last.json'}", style="dim")
+    if added:
+        text.append(f"; {added} measured claim(s) below", style="dim")
+    for problem in problems:
+        text.append(f"\n⚠ {problem}", style="bold yellow")
+    return [text]
+
+
+def report_json(ladder: Any, data: dict, folder: Path | None = None) -> None:
+    from .bench_results import load_last
+
+    folder = folder or bench_dir()
+    saved = load_last(folder)
+    if saved is not None:
+        data["bench"] = {"path": str(folder / "last.json"), "created": saved.get("created"),
+                         "mode": saved.get("mode"), "summary": saved.get("summary", [])}
