@@ -36,7 +36,7 @@ def _print(renderable, args) -> None:
 
 
 def cmd_report(args, pm, registry) -> int:
-    from .report import export, saved_ladder
+    from .report import add_plugin_claims, export, saved_ladder
 
     ladder, problems = saved_ladder(args.root, args.target)
     for p in problems:
@@ -46,7 +46,9 @@ def cmd_report(args, pm, registry) -> int:
         return 1
     from .render import use_color
 
-    text = export(pm, ladder, args.json, args.html, color=use_color(sys.stdout.isatty()), width=args.width)
+    add_plugin_claims(pm, ladder, args.root)
+    text = export(pm, ladder, args.root, args.json, args.html, color=use_color(sys.stdout.isatty()),
+                  width=args.width)
     sys.stdout.write(text)
     return 0
 

@@ -12,6 +12,7 @@ import pluggy
 
 if TYPE_CHECKING:
     import argparse
+    from pathlib import Path
 
     from .ladder import Ladder
     from .model import Pack
@@ -46,25 +47,42 @@ def attnkata_packs() -> Sequence["Pack"] | "Pack":
 # -------------------------------------------------------------------------
 
 @hookspec
-def attnkata_report_sections(ladder: "Ladder") -> Sequence[Any] | None:
+def attnkata_ladder_claims(ladder: "Ladder", rootdir: "Path") -> Sequence[Any] | None:
+    """Contribute claims witnessed outside the kata checks (e.g. saved benchmarks).
+
+    Called once per report, after the ladder is built and before it is rendered or
+    saved.  Claims whose id the ladder already has are ignored; a ``measured`` claim
+    without an ``environment`` is refused and reported as a problem.
+
+    :param ladder: the run's ladder.
+    :param rootdir: the learner's checkout (its ``.attnkata/`` holds saved state).
+    :returns: :class:`~attnkata.ladder.ClaimRow` records, or None.
+    """
+
+
+@hookspec
+def attnkata_report_sections(ladder: "Ladder", rootdir: "Path") -> Sequence[Any] | None:
     """Add rich renderables after the ladder table.
 
     Called each time the ladder report is rendered (end of a pytest run, and by
-    ``attnkata report``).  Sections appear in plugin registration order.
+    ``attnkata report``).  Sections appear newest plugin first (pluggy's call order);
+    mark an implementation ``tryfirst``/``trylast`` to place it.
 
     :param ladder: the run's :class:`~attnkata.ladder.Ladder`.
+    :param rootdir: the learner's checkout.
     :returns: renderables (``rich.table.Table``, ``rich.text.Text``…) or None.
     """
 
 
 @hookspec
-def attnkata_report_json(ladder: "Ladder", data: dict) -> None:
+def attnkata_report_json(ladder: "Ladder", data: dict, rootdir: "Path") -> None:
     """Amend the JSON export in place (add a key of your plugin's name).
 
     Called after the ladder's own fields are filled, before the file is written.
 
     :param ladder: the run's ladder.
     :param data: the JSON document, mutable.
+    :param rootdir: the learner's checkout.
     """
 
 

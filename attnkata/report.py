@@ -12,22 +12,36 @@ from .render import render, report_group, write_json
 from .state import bump_failures, results
 
 
-def sections(pm: pluggy.PluginManager, ladder: Ladder) -> list[Any]:
+def sections(pm: pluggy.PluginManager, ladder: Ladder, rootdir: Path) -> list[Any]:
     out: list[Any] = []
-    for answer in pm.hook.attnkata_report_sections(ladder=ladder):
+    for answer in pm.hook.attnkata_report_sections(ladder=ladder, rootdir=rootdir):
         out.extend(answer or [])
     return out
 
 
-def export(pm: pluggy.PluginManager, ladder: Ladder, json_path: str | Path | None,
+def add_plugin_claims(pm: pluggy.PluginManager, ladder: Ladder, rootdir: Path) -> None:
+    """Claims from plugins join the ladder once; a measured one needs its environment."""
+    have = {c.id for c in ladder.claims}
+    for answer in pm.hook.attnkata_ladder_claims(ladder=ladder, rootdir=rootdir):
+        for claim in answer or []:
+            if claim.id in have:
+                continue
+            if claim.scope == "measured" and not claim.environment:
+                ladder.problems.append(f"claim {claim.id!r} is measured but records no environment: refused")
+                continue
+            ladder.claims.append(claim)
+            have.add(claim.id)
+
+
+def export(pm: pluggy.PluginManager, ladder: Ladder, rootdir: Path, json_path: str | Path | None,
            html_path: str | Path | None, *, color: bool, width: int, show: bool = True) -> str:
     """Render the report (returns the text) and write the JSON / HTML exports asked for."""
-    group = report_group(ladder, sections(pm, ladder))
+    group = report_group(ladder, sections(pm, ladder, rootdir))
     text = render(group, color=color, width=width,
                   html=Path(html_path) if html_path else None) if (show or html_path) else ""
     if json_path:
         data = ladder.to_json()
-        pm.hook.attnkata_report_json(ladder=ladder, data=data)
+        pm.hook.attnkata_report_json(ladder=ladder, data=data, rootdir=rootdir)
         write_json(Path(json_path), data)
     return text if show else ""
 
@@ -40,6 +54,7 @@ def finish_run(state: Any, *, color: bool, width: int, show: bool, json_path: st
     entries = state.ledger.read().get("targets", {}).get(state.target.slug, {})
     ladder = build_ladder(state.registry, state.target.name, state.outcomes, previous, entries,
                           state.extra_claims, environment, state.katas_dir)
+    add_plugin_claims(state.pm, ladder, state.rootdir)
     for row in ladder.rows:
         if row.status == FAILING and not row.stale:
             bump_failures(state.ledger, state.target.slug, row.id)
@@ -50,7 +65,8 @@ def finish_run(state: Any, *, color: bool, width: int, show: bool, json_path: st
         data["last"] = state.target.slug
 
     store.update(save)
-    return export(state.pm, ladder, json_path, html_path, color=color, width=width, show=show)
+    return export(state.pm, ladder, state.rootdir, json_path, html_path, color=color, width=width,
+                  show=show)
 
 
 def saved_ladder(rootdir: Path, target: str | None = None) -> tuple[Ladder | None, list[str]]:

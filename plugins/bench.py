@@ -14,6 +14,7 @@ The logic lives in ``bench_*`` modules that the CLI reuses; this module only wir
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -93,19 +94,33 @@ def attnkata_cli_commands(subparsers: Any) -> None:
     add_command(subparsers)
 
 
-@hookimpl(tryfirst=True)
-def attnkata_report_sections(ladder: Any) -> list[Any]:
-    """The last saved bench's measured claims join the ladder's claims (before the claims section)."""
-    from .bench_saved import report_sections
+@hookimpl
+def attnkata_ladder_claims(ladder: Any, rootdir: Path) -> list[Any]:
+    """The last saved bench's measured claims, with their environment."""
+    from .bench_saved import ladder_claims
 
-    return report_sections(ladder)
+    return ladder_claims(ladder, bench_dir_of(rootdir))
 
 
 @hookimpl
-def attnkata_report_json(ladder: Any, data: dict) -> None:
+def attnkata_report_sections(ladder: Any, rootdir: Path) -> list[Any]:
+    """Where the last saved bench is, and what it measured."""
+    from .bench_saved import report_sections
+
+    return report_sections(ladder, bench_dir_of(rootdir))
+
+
+@hookimpl
+def attnkata_report_json(ladder: Any, data: dict, rootdir: Path) -> None:
     from .bench_saved import report_json
 
-    report_json(ladder, data)
+    report_json(ladder, data, bench_dir_of(rootdir))
+
+
+def bench_dir_of(rootdir: Path) -> Path:
+    from attnkata.state import state_dir
+
+    return state_dir(rootdir) / "bench"
 
 
 @hookimpl

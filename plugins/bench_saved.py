@@ -22,6 +22,18 @@ def bench_dir() -> Path:
     return state_dir(find_root(Path.cwd())) / "bench"
 
 
+def ladder_claims(ladder: Any, folder: Path | None = None) -> list[Any]:
+    """Measured claims of the last saved bench that apply to this ladder's target."""
+    from .bench_results import claims_from, load_last
+
+    data = load_last(folder or bench_dir())
+    if data is None:
+        return []
+    claims, _ = claims_from(data)
+    bench_target = data.get("environment", {}).get("target")
+    return [c for c in claims if not ("-target-" in c.id and bench_target != ladder.target)]
+
+
 def report_sections(ladder: Any, folder: Path | None = None) -> list[Any]:
     from .bench_results import claims_from, load_last
 
@@ -29,15 +41,8 @@ def report_sections(ladder: Any, folder: Path | None = None) -> list[Any]:
     data = load_last(folder)
     if data is None:
         return []
-    claims, problems = claims_from(data)
-    bench_target = data.get("environment", {}).get("target")
-    have = {c.id for c in ladder.claims}
-    added = 0
-    for claim in claims:
-        if claim.id in have or ("-target-" in claim.id and bench_target != ladder.target):
-            continue
-        ladder.claims.append(claim)
-        added += 1
+    _, problems = claims_from(data)
+    added = sum(c.scope == "measured" for c in ladder.claims)
     env = data.get("environment", {})
     where = env.get("gpu") if env.get("gpu") not in (None, "none") else env.get("cpu", "this CPU")
     what = data.get("message") or f"{len(data.get('rows', []))} rows"

@@ -77,7 +77,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: Any):
 
 # -- attnkata side -------------------------------------------------------------
 
-@hookimpl
+@hookimpl(trylast=True)
 def attnkata_report_sections(ladder: Any) -> list[Any]:
     witnessed = [c for c in ladder.claims if c.witnessed]
     if not ladder.claims:
