@@ -1,4 +1,4 @@
-"""The ``attnkata`` command: report, selfcheck, doctor, hint, readiness, list — and plugin commands.
+"""The ``attnkata`` command: report, selfcheck, doctor, hint, list — and plugin commands.
 
 Every subcommand builds the same plugin manager and registry as the pytest plugin.
 Plugins add subcommands through the ``attnkata_cli_commands`` hook.
@@ -29,7 +29,8 @@ def find_root(start: Path | None = None) -> Path:
     return here
 
 
-def _print(renderable, args) -> None:
+def print_renderable(renderable, args) -> None:
+    """Print a rich renderable to stdout: colour only on a terminal without NO_COLOR."""
     from .render import render, use_color
 
     sys.stdout.write(render(renderable, color=use_color(sys.stdout.isatty()), width=args.width))
@@ -79,7 +80,7 @@ def cmd_selfcheck(args, pm, registry) -> int:
         table.add_row(kata.id, tally("reference"), tally("stub"), tally("fake:"),
                       tally("misconception:"), "\n".join(problems))
     bad = [v for v in verdicts if not v.ok]
-    _print(table, args)
+    print_renderable(table, args)
     for p in registry.problems:
         print(f"⚠ {p}")
     print(f"{len(verdicts) - len(bad)} passed, {len(bad)} failed  "
@@ -101,7 +102,7 @@ def cmd_doctor(args, pm, registry) -> int:
         for r in rows:
             table.add_row(Text("✔" if r["ok"] else "✘", style="green" if r["ok"] else "bold red"),
                           r["name"], str(r["found"]), r["needed_for"], r["fix"])
-        _print(table, args)
+        print_renderable(table, args)
     print("All good." if healthy else "Some rows need attention: see 'what to do'.")
     return 0 if healthy else 1
 
@@ -139,31 +140,8 @@ def cmd_list(args, pm, registry) -> int:
         table.add_column(col, overflow="fold")
     for kata in registry.katas:
         table.add_row(str(kata.level), kata.id, kata.pack, f"katas/{kata.path}", kata.title)
-    _print(table, args)
+    print_renderable(table, args)
     return 0
-
-
-def cmd_readiness(args, pm, registry) -> int:
-    from .selfcheck import readiness
-
-    parts = ("stub", "reference", "hidden tests", "predictions", "misconceptions", "claims", "hints",
-             "benchmark")
-    table = Table(title="attnkata readiness — is each kata complete?", title_justify="left")
-    table.add_column("kata")
-    for p in parts:
-        table.add_column(p, justify="center")
-    table.add_column("next repair", overflow="fold")
-    incomplete = 0
-    for kata in registry.katas:
-        got = readiness(kata, registry)
-        repairs = [f"{p}: {fix}" for p, fix in got.items() if fix]
-        incomplete += bool(repairs)
-        cells = [Text("n/a", style="dim") if p not in got else
-                 Text("✔", style="green") if not got[p] else Text("✘", style="bold red") for p in parts]
-        table.add_row(kata.id, *cells, repairs[0] if repairs else "")
-    _print(table, args)
-    print(f"{len(registry.katas) - incomplete} of {len(registry.katas)} katas complete.")
-    return 1 if incomplete else 0
 
 
 def build_parser(pm) -> argparse.ArgumentParser:
@@ -197,9 +175,6 @@ def build_parser(pm) -> argparse.ArgumentParser:
 
     p = sub.add_parser("list", help="list the katas in ladder order")
     p.set_defaults(func=cmd_list)
-
-    p = sub.add_parser("readiness", help="instructor view: which parts of each kata exist")
-    p.set_defaults(func=cmd_readiness)
 
     pm.hook.attnkata_cli_commands(subparsers=sub)
     return parser

@@ -20,6 +20,7 @@ from .model import Kata, MetadataError, Pack
 BUILTIN_PLUGINS = (
     "attnkata_plugins.core",
     "attnkata_plugins.claims",
+    "attnkata_plugins.readiness",
     "attnkata_plugins.bench",
     "attnkata_plugins.kvlab",
     "attnkata_plugins.paged_demo",

@@ -170,21 +170,3 @@ def _misconception_verdict(kata: Kata, m: Misconception, reference: Any, max_exa
                        f"caught by {caught[0].check} but not named: {caught[0].message[:200]}")
     detail = "ACCEPTED: no check failed" + (f" ({odd[0].outcome})" if odd else "")
     return Verdict(kata.id, f"misconception:{m.id}", False, detail)
-
-
-def readiness(kata: Kata, registry: Registry) -> dict[str, str]:
-    """The instructor's view of one kata: each part present or missing (the repair named)."""
-    pack = registry.pack_of(kata)
-    parts = {
-        "stub": "" if (pack.katas_dir / kata.path).exists() else f"write {pack.katas_dir / kata.path}",
-        "reference": "" if (pack.solutions_dir / kata.path).exists() else f"write {pack.solutions_dir / kata.path}",
-        "hidden tests": "" if len(kata.checks) >= 2 else "add at least two checks",
-        "predictions": "" if kata.predictions else "add predict-first questions",
-        "misconceptions": "" if len(kata.misconceptions) >= 3 else
-                          f"add misconceptions ({len(kata.misconceptions)}/3)",
-        "claims": "" if kata.claims and all(c.source for c in kata.claims) else "add a claim with a source id",
-        "hints": "" if kata.hints else "add progressive hints",
-    }
-    if kata.bench is not None or "triton" in kata.requires:
-        parts["benchmark"] = "" if kata.bench is not None else "declare a benchmark (Kata.bench)"
-    return parts

@@ -69,3 +69,23 @@ def test_help(capsys, argv):
     with pytest.raises(SystemExit) as info:
         cli.main(argv)
     assert info.value.code == 0
+
+
+def test_class_view_reads_ladder_exports(capsys, tmp_path):
+    def ladder(statuses, misconception=""):
+        katas = [{"id": f"k{i}", "level": i, "status": s, "misconception": misconception if s == "failing" else ""}
+                 for i, s in enumerate(statuses)]
+        ready = [k["level"] for k in katas if k["status"] == "ready"]
+        return {"schema": "attnkata.ladder/1", "levels": {"0": "a", "1": "b", "2": "c"}, "katas": katas,
+                "levels_ready": ready, "next": next((k["id"] for k in katas if k["status"] != "ready"), None)}
+
+    (tmp_path / "alice.json").write_text(json.dumps(ladder(["ready", "ready", "failing"], "forgot the 1/√d scaling")))
+    (tmp_path / "bob.json").write_text(json.dumps(ladder(["ready", "not started", "ready"])))
+    (tmp_path / "junk.json").write_text("{}")
+    code, out = run(capsys, "--width", "200", "class", *(str(p) for p in sorted(tmp_path.glob("*.json"))))
+    assert code == 0
+    alice = next(line for line in out.splitlines() if "alice" in line)
+    bob = next(line for line in out.splitlines() if "bob" in line)
+    assert "│ 1 " in alice and "2/3" in alice and "forgot the 1/√d scaling" in alice
+    assert "│ 0 " in bob
+    assert "Misconceptions the class hits most" in out
