@@ -303,17 +303,17 @@ class Ctx:
     # -- generated inputs ---------------------------------------------------
     def given(self, max_examples: int | None = None, shrink: bool = True,
               **strategies: Any) -> Callable[[Callable[..., None]], Callable[[], None]]:
-        """``hypothesis.given`` with settings fit for grading: derandomized, no deadline."""
-        from hypothesis import HealthCheck, Phase, given, settings
+        """``hypothesis.given`` with settings fit for grading: seeded from the run's seed, no deadline."""
+        from hypothesis import HealthCheck, Phase, given, seed, settings
 
         phases = [Phase.explicit, Phase.generate] + ([Phase.shrink] if shrink and self.shrink else [])
 
         def wrap(fn: Callable[..., None]) -> Callable[[], None]:
             return settings(
                 max_examples=max_examples or self.max_examples, deadline=None,
-                derandomize=True, database=None, phases=phases, print_blob=False,
+                database=None, phases=phases, print_blob=False,
                 report_multiple_bugs=False,
                 suppress_health_check=list(HealthCheck),
-            )(given(**strategies)(fn))
+            )(seed(stable_seed(self.kata.id, self.check_id, str(self.seed)))(given(**strategies)(fn)))
 
         return wrap
