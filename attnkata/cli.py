@@ -47,6 +47,9 @@ def cmd_report(args, pm, registry) -> int:
         return 1
     from .render import use_color
 
+    from .state import ledger
+
+    ladder.mark_skipped(ledger(args.root).read().get("targets", {}).get(args.target or "katas", {}))
     add_plugin_claims(pm, ladder, args.root)
     text = export(pm, ladder, args.root, args.json, args.html, color=use_color(sys.stdout.isatty()),
                   width=args.width)
@@ -134,6 +137,26 @@ def cmd_hint(args, pm, registry) -> int:
     return 0
 
 
+def cmd_skip(args, pm, registry) -> int:
+    from .state import ledger
+
+    unknown = [k for k in args.katas if k not in {kata.id for kata in registry.katas}]
+    if unknown:
+        print(f"no kata named {', '.join(unknown)}; `attnkata list` shows them", file=sys.stderr)
+        return 2
+
+    def change(data: dict) -> None:
+        entries = data.setdefault("targets", {}).setdefault("katas", {})
+        for kata in args.katas:
+            entries.setdefault(kata, {})["skipped"] = not args.undo
+
+    ledger(args.root).update(change)
+    verb = "back on the ladder" if args.undo else "skipped: the report's Next moves past it"
+    for kata in args.katas:
+        print(f"{kata}: {verb}" + ("" if args.undo else f" (undo: attnkata skip --undo {kata})"))
+    return 0
+
+
 def cmd_list(args, pm, registry) -> int:
     table = Table(title="attnkata katas", title_justify="left")
     for col in ("level", "kata", "pack", "file", "title"):
@@ -172,6 +195,11 @@ def build_parser(pm) -> argparse.ArgumentParser:
     p.add_argument("kata")
     p.add_argument("--all", action="store_true", help="show every hint")
     p.set_defaults(func=cmd_hint)
+
+    p = sub.add_parser("skip", help="come back to a kata later: the report's Next moves past it")
+    p.add_argument("katas", nargs="+")
+    p.add_argument("--undo", action="store_true", help="put the katas back on the ladder")
+    p.set_defaults(func=cmd_skip)
 
     p = sub.add_parser("list", help="list the katas in ladder order")
     p.set_defaults(func=cmd_list)

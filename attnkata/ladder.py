@@ -28,6 +28,7 @@ class KataRow:
     checks: dict[str, str] = field(default_factory=dict)   # check id -> outcome
     stale: bool = False                                    # from an earlier run
     run: str = ""                                          # the pytest arguments for just this kata
+    skipped: bool = False                                  # the learner chose to come back later
 
     @property
     def done(self) -> bool:
@@ -70,8 +71,14 @@ class Ladder:
         return bool(rows) and all(r.done for r in rows)
 
     def next_kata(self) -> KataRow | None:
-        """The first kata in ladder order that is not ready (and can run here)."""
-        return next((r for r in self.rows if r.status not in (READY, UNAVAILABLE)), None)
+        """The first kata in ladder order that is not ready, can run here, and is not skipped."""
+        return next((r for r in self.rows if r.status not in (READY, UNAVAILABLE) and not r.skipped),
+                    None)
+
+    def mark_skipped(self, entries: dict) -> None:
+        """Apply the ledger's skip marks (``attnkata skip KATA``)."""
+        for row in self.rows:
+            row.skipped = bool(entries.get(row.id, {}).get("skipped"))
 
     def counts(self) -> dict[str, int]:
         out = {s: 0 for s in STATUS_ORDER}
@@ -158,6 +165,7 @@ def build_ladder(registry: Registry, target: str, outcomes: dict[str, dict[str, 
         rows.append(row)
     ladder = Ladder(target, dict(sorted(registry.levels.items())), rows,
                     problems=[str(p) for p in registry.problems], environment=environment or {})
+    ladder.mark_skipped(ledger_entries or {})
     ladder.claims = kata_claims(registry, ladder) + list(extra_claims)
     ladder.calibration = calibration(registry, ledger_entries or {})
     return ladder

@@ -36,6 +36,8 @@ def ladder_table(ladder: Ladder) -> Table:
             status = Text(f"{MARK[row.status]} {row.status}", style=STYLE[row.status])
             if row.stale:
                 status.append(" (earlier run)", style="dim")
+            if row.skipped and not row.done:
+                status.append(" (skipped)", style="dim")
             feedback = Text()
             if row.misconception:
                 feedback.append(f"looks like: {row.misconception}", style="bold")

@@ -214,3 +214,16 @@ def test_html_export(project):
     assert result.ret == 0
     html = (project.root / "r.html").read_text()
     assert "<html" in html.lower() and "qk_scores" in html
+
+
+def test_skip_moves_next_past_a_kata_and_undo_restores_it(project):
+    def attnkata(*argv):
+        return project.pytester.run(sys.executable, "-m", "attnkata", "--root", str(project.root), *argv)
+
+    assert attnkata("skip", "qk_scores").ret == 0
+    result, ladder = project.ladder("-k", "level0")
+    assert ladder["next"] == "scaled_scores"
+    result.stdout.fnmatch_lines(["*qk_scores*not started (skipped)*"])
+    assert attnkata("skip", "--undo", "qk_scores").ret == 0
+    assert "Next: qk_scores" in attnkata("report").stdout.str()
+    assert attnkata("skip", "nope").ret == 2
