@@ -97,3 +97,16 @@ def test_registry_order_is_ladder_order():
     registry = build_registry(pm, problems)
     assert [k.id for k in registry.katas][:3] == ["qk_scores", "scaled_scores", "softmax"]
     assert sys.modules["attnkata_plugins.core"]
+
+
+def test_broken_triton_makes_triton_katas_unavailable_and_the_rest_runs(project, monkeypatch):
+    fake = project.root / "broken-site" / "triton"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError('libtriton.so: cannot open shared object file')\n")
+    monkeypatch.setenv("PYTHONPATH", str(fake.parent))
+    result, ladder = project.ladder("-k", "level0 or triton_softmax", "--attnkata-target=solutions")
+    assert result.ret == 0, result.stdout.str()
+    states = statuses(ladder)
+    assert states["triton_softmax"] == "unavailable"
+    assert {states[k] for k in ("qk_scores", "scaled_scores", "softmax")} == {"ready"}
+    assert "libtriton.so" in next(k["detail"] for k in ladder["katas"] if k["id"] == "triton_softmax")
