@@ -42,7 +42,7 @@ class RunState:
         if path not in self._modules:
             try:
                 self._modules[path] = load_module(path, root)
-            except BaseException as exc:  # remembered: every item of the kata reports it
+            except (Exception, SystemExit) as exc:  # remembered: every item of the kata reports it
                 self._modules[path] = exc
         found = self._modules[path]
         if isinstance(found, BaseException):
