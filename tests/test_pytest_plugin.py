@@ -227,3 +227,11 @@ def test_skip_moves_next_past_a_kata_and_undo_restores_it(project):
     assert attnkata("skip", "--undo", "qk_scores").ret == 0
     assert "Next: qk_scores" in attnkata("report").stdout.str()
     assert attnkata("skip", "nope").ret == 2
+
+
+def test_a_kata_file_that_does_not_import_fails_that_kata_only(project):
+    project.copy_level("level0")
+    project.write("level0/softmax.py", "def softmax(x, axis=-1)\n    return x\n")
+    result, ladder = project.ladder("-k", "level0")
+    assert statuses(ladder, 0) == {"qk_scores": "ready", "scaled_scores": "ready", "softmax": "failing"}
+    result.stdout.fnmatch_lines(["*level0/softmax.py could not be imported*", "*SyntaxError*"])
