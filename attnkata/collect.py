@@ -82,7 +82,8 @@ class KataItem(pytest.Item):
     def _record(self, result: CheckResult) -> None:
         self.user_properties.append((PROPERTY, {
             "kata": self.kata.id, "check": self.name, "outcome": result.outcome,
-            "message": result.message, "misconception": result.misconception}))
+            "message": result.message, "misconception": result.misconception,
+            "figures": list(result.figures)}))
 
     def _finish(self, result: CheckResult) -> None:
         self._record(result)

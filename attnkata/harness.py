@@ -170,6 +170,7 @@ class Ctx:
         self.max_examples = max_examples
         self.seed = seed
         self.shrink = shrink
+        self.figures: list[str] = []
         self.rng = np.random.default_rng(stable_seed(kata.id, check_id, str(seed)))
 
     # -- calling learner code ----------------------------------------------
@@ -290,6 +291,11 @@ class Ctx:
             for other in matched[1:]:
                 lines.append(f"  (also consistent with \"{other.name}\" [{other.id}])")
         return KataFailure("\n".join(lines), matched[0] if matched else None, tuple(matched[1:]))
+
+    def record(self, figure: str) -> None:
+        """Keep a measured figure (e.g. peak memory at each N): claims this check
+        witnesses are reported with it, so a toy claim carries its own numbers."""
+        self.figures.append(figure)
 
     def fail(self, message: str, misconception: str | None = None) -> None:
         """Fail the check; ``misconception`` (an id of this kata's) names the mistake."""

@@ -26,6 +26,7 @@ class KataRow:
     detail: str = ""
     misconception: str = ""
     checks: dict[str, str] = field(default_factory=dict)   # check id -> outcome
+    figures: dict[str, list] = field(default_factory=dict)  # check id -> measured figures
     stale: bool = False                                    # from an earlier run
     run: str = ""                                          # the pytest arguments for just this kata
     skipped: bool = False                                  # the learner chose to come back later
@@ -155,7 +156,8 @@ def build_ladder(registry: Registry, target: str, outcomes: dict[str, dict[str, 
         mine = outcomes.get(kata.id, {})
         status, detail, misconception = kata_status(kata, mine)
         row = KataRow(kata.id, kata.level, kata.title, kata.pack, status, detail, misconception,
-                      {cid: o["outcome"] for cid, o in mine.items()})
+                      {cid: o["outcome"] for cid, o in mine.items()},
+                      {cid: o["figures"] for cid, o in mine.items() if o.get("figures")})
         if status == NOT_RUN and kata.id in before and before[kata.id].status != NOT_RUN:
             row = before[kata.id]
             row.stale = True
@@ -179,7 +181,9 @@ def kata_claims(registry: Registry, ladder: Ladder) -> list[ClaimRow]:
         for claim in kata.claims:
             evidence = list(claim.evidence) or [c.id for c in kata.checks]
             witnessed = row.status == READY or all(row.checks.get(e) == PASSED for e in evidence)
-            out.append(ClaimRow(claim.id, claim.text, claim.scope, claim.source, claim.not_claimed,
+            figures = [f for e in evidence for f in row.figures.get(e, [])]
+            text = claim.text + (f" Measured here: {'; '.join(figures)}." if figures else "")
+            out.append(ClaimRow(claim.id, text, claim.scope, claim.source, claim.not_claimed,
                                 witnessed, [f"{kata.id}::{e}" for e in evidence],
                                 dict(claim.environment) if claim.environment else None, kata.id))
     return out

@@ -22,6 +22,7 @@ class CheckResult:
     message: str = ""
     misconception: str = ""  # the misconception's name when one matched
     misconception_ids: tuple[str, ...] = ()  # every misconception consistent with the output
+    figures: tuple[str, ...] = ()            # what the check measured (ctx.record)
 
 
 def run_check(kata: Kata, chk: Check, target: Any, reference: Any, *, target_root: Path | None,
@@ -48,7 +49,7 @@ def run_check(kata: Kata, chk: Check, target: Any, reference: Any, *, target_roo
         if flaky is None:
             raise
         return CheckResult(kata.id, chk.id, FAILED, flaky)
-    return CheckResult(kata.id, chk.id, PASSED)
+    return CheckResult(kata.id, chk.id, PASSED, figures=tuple(ctx.figures))
 
 
 def _flaky(exc: Exception) -> str | None:

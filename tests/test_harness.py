@@ -170,3 +170,12 @@ def test_run_seed_changes_generated_inputs():
 
     assert seen_with(0) == seen_with(0)   # reproducible: the seed is printed in the header
     assert seen_with(0) != seen_with(1)
+
+
+def test_recorded_figures_reach_the_result():
+    @check("measures something")
+    def measures(ctx):
+        ctx.record("peak 1.0 MB at N=512")
+
+    result = run_check(KATA, measures, REF, REF, target_root=None)
+    assert result.outcome == PASSED and result.figures == ("peak 1.0 MB at N=512",)

@@ -57,3 +57,10 @@ def test_selfcheck(kata):
     assert not problems, "\n".join(problems)
     subjects = {v.subject.split(":")[0] for v in verdicts}
     assert subjects >= {"reference", "stub"} or subjects == {"environment"}
+
+
+def test_toy_memory_claim_carries_its_measured_figures(tmp_path):
+    proc, ladder = run_ladder(tmp_path, "--attnkata-target=solutions", "katas/level4/tiled_attention.py")
+    claim = next(c for c in ladder["claims"] if c["id"] == "tiled-memory-linear")
+    assert claim["scope"] == "toy" and claim["witnessed"]
+    assert "Measured here: tracemalloc peaks N=512:" in claim["text"]

@@ -214,6 +214,8 @@ def gqa_no_repeat(ctx):
         scores = 4 * h_q * 4096                                  # one float32 score row per head
         budget = 4 * (k.nbytes + v.nbytes) + 8 * scores
         repeated = (h_q // h_kv) * (k.nbytes + v.nbytes)
+        ctx.record(f"H_q={h_q}, H_kv={h_kv}: peak {peak / 1e6:.1f} MB vs {repeated / 1e6:.1f} MB "
+                   f"if K/V were repeated (tracemalloc)")
         if peak > budget:
             ctx.fail(f"gqa_attention with H_q={h_q}, H_kv={h_kv}: peak memory {peak / 1e6:.1f} MB, "
                      f"while K and V together are {(k.nbytes + v.nbytes) / 1e6:.1f} MB (budget "

@@ -179,6 +179,8 @@ def mla_absorb_no_keys(ctx):
     what = f"mla_attention(q [1, {MLA_D}], c_kv [{MLA_N}, {MLA_DC}], ..., absorb=True)"
     peak = peak_bytes(ctx, lambda: fn(q, c_kv, w_uk, w_uv, absorb=True), what)
     k_bytes = MLA_N * MLA_D * 4
+    ctx.record(f"absorbed path peak {peak / 1e6:.2f} MB vs {k_bytes / 1e6:.1f} MB for the keys "
+               f"(tracemalloc, N={MLA_N})")
     if peak > k_bytes // 2:
         ctx.fail(f"{what}: peak memory {peak / 1e6:.1f} MB; the keys c_kv @ w_uk would be "
                  f"{k_bytes / 1e6:.1f} MB and the absorbed path should stay under "

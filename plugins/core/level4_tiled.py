@@ -123,9 +123,10 @@ def tiled_memory_linear(ctx):
         peaks.append(max(peak - nbytes(out), 1))
         del out
     slope = loglog_slope(list(MEMORY_SIZES), peaks)
+    figures = ", ".join(f"N={n}: {mib(p)}" for n, p in zip(MEMORY_SIZES, peaks))
+    ctx.record(f"tracemalloc peaks {figures} (log-log slope {slope:.2f})")
     if slope >= MAX_SLOPE:
         ratio = peaks[-1] / peaks[MEMORY_SIZES.index(1024)]
-        figures = ", ".join(f"N={n}: {mib(p)}" for n, p in zip(MEMORY_SIZES, peaks))
         ctx.fail(f"tiled_attention: peak memory beyond its inputs and outputs ({figures}) grows "
                  f"like N^{slope:.2f}; from N=1024 to 4096 it grew {ratio:.1f}× (linear: 4×, "
                  f"quadratic: 16×). A [{MEMORY_BLOCK}, {MEMORY_BLOCK}] tile costs "
