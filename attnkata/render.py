@@ -20,17 +20,30 @@ STYLE = {READY: "bold green", FAILING: "bold red", LOCKED: "yellow", NOT_STARTED
 MARK = {READY: "✔", FAILING: "✘", LOCKED: "🔒", NOT_STARTED: "·", UNAVAILABLE: "–", NOT_RUN: " "}
 
 
-def ladder_table(ladder: Ladder) -> Table:
-    table = Table(title=f"attnkata ladder — target: {ladder.target}", title_justify="left",
-                  show_lines=False, expand=False)
+class LadderTable:
+    """The ladder as a table sized to the console: narrow terminals drop the level
+    titles and fold the feedback rather than crop the statuses."""
+
+    def __init__(self, ladder: Ladder):
+        self.ladder = ladder
+
+    def __rich_console__(self, console: Any, options: Any) -> Iterable[Table]:
+        yield ladder_table(self.ladder, options.max_width)
+
+
+def ladder_table(ladder: Ladder, width: int = 120) -> Table:
     longest = max((len(r.id) for r in ladder.rows), default=4)
-    table.add_column("level", min_width=10)
+    narrow = width < 20 + longest + 14 + 30 + 13  # the wide layout's columns plus borders
+    table = Table(title=f"attnkata ladder — target: {ladder.target}", title_justify="left",
+                  show_lines=False, expand=False, padding=(0, 0 if narrow else 1))
+    table.add_column("level", min_width=5, max_width=9 if narrow else 20)
     table.add_column("kata", no_wrap=True, min_width=longest)
     table.add_column("status", no_wrap=True, min_width=14)
-    table.add_column("feedback", overflow="fold", ratio=1)
+    table.add_column("feedback", overflow="fold", ratio=1, min_width=10 if narrow else 30)
     for level, rows in ladder.by_level().items():
         done = sum(r.done for r in rows)
-        label = Text(f"{level} {ladder.levels.get(level, '')}\n{done}/{len(rows)} ready",
+        title = "" if narrow else f" {ladder.levels.get(level, '')}"
+        label = Text(f"{level}{title}\n{done}/{len(rows)} ready",
                      style="bold green" if done == len(rows) else "")
         for i, row in enumerate(rows):
             status = Text(f"{MARK[row.status]} {row.status}", style=STYLE[row.status])
@@ -43,7 +56,10 @@ def ladder_table(ladder: Ladder) -> Table:
                 feedback.append(f"looks like: {row.misconception}", style="bold")
                 if row.detail:
                     feedback.append("\n")
-            feedback.append(row.detail[:160])
+            if row.status == NOT_STARTED and row.run.endswith(".py"):
+                feedback.append(row.run, style="dim")  # where to start, not the stub's message
+            else:
+                feedback.append(row.detail[:160])
             table.add_row(label if i == 0 else "", row.id, status, feedback,
                           end_section=(i == len(rows) - 1))
     return table
@@ -81,7 +97,7 @@ def _advice(status: str) -> str:
 
 
 def report_group(ladder: Ladder, extra_sections: Iterable[Any] = ()) -> Group:
-    return Group(ladder_table(ladder), summary(ladder), *extra_sections)
+    return Group(LadderTable(ladder), summary(ladder), *extra_sections)
 
 
 def use_color(stream_isatty: bool) -> bool:
