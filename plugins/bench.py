@@ -97,30 +97,25 @@ def attnkata_cli_commands(subparsers: Any) -> None:
 @hookimpl
 def attnkata_ladder_claims(ladder: Any, rootdir: Path) -> list[Any]:
     """The last saved bench's measured claims, with their environment."""
-    from .bench_saved import ladder_claims
+    from .bench_saved import bench_dir, ladder_claims
 
-    return ladder_claims(ladder, bench_dir_of(rootdir))
+    return ladder_claims(ladder, bench_dir(rootdir))
 
 
 @hookimpl
 def attnkata_report_sections(ladder: Any, rootdir: Path) -> list[Any]:
     """Where the last saved bench is, and what it measured."""
-    from .bench_saved import report_sections
+    from .bench_saved import bench_dir, report_sections
 
-    return report_sections(ladder, bench_dir_of(rootdir))
+    return report_sections(ladder, bench_dir(rootdir))
 
 
 @hookimpl
 def attnkata_report_json(ladder: Any, data: dict, rootdir: Path) -> None:
-    from .bench_saved import report_json
+    from .bench_saved import bench_dir, report_json
 
-    report_json(ladder, data, bench_dir_of(rootdir))
+    report_json(ladder, data, bench_dir(rootdir))
 
-
-def bench_dir_of(rootdir: Path) -> Path:
-    from attnkata.state import state_dir
-
-    return state_dir(rootdir) / "bench"
 
 
 @hookimpl

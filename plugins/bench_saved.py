@@ -1,7 +1,7 @@
 """The last saved bench in the ladder report: its measured claims, and where its files are.
 
 ``attnkata bench`` runs outside pytest, so its figures reach the claims report through
-the saved JSON (``<state dir>/bench/last.json`` of the checkout around the current folder).
+the saved JSON (``<state dir>/bench/last.json`` of the learner's checkout, from the hooks' rootdir).
 Claims about the target's kernel join only a ladder of the same target; claims about the
 reference kernels join any.  A measured claim without its environment is refused.
 """
@@ -14,19 +14,18 @@ from typing import Any
 from rich.text import Text
 
 
-def bench_dir() -> Path:
-    """``<state dir>/bench`` of the checkout around the current folder (as ``attnkata`` finds it)."""
-    from attnkata.cli import find_root
+def bench_dir(rootdir: Path) -> Path:
+    """``<state dir>/bench`` of the learner's checkout."""
     from attnkata.state import state_dir
 
-    return state_dir(find_root(Path.cwd())) / "bench"
+    return state_dir(rootdir) / "bench"
 
 
-def ladder_claims(ladder: Any, folder: Path | None = None) -> list[Any]:
+def ladder_claims(ladder: Any, folder: Path) -> list[Any]:
     """Measured claims of the last saved bench that apply to this ladder's target."""
     from .bench_results import claims_from, load_last
 
-    data = load_last(folder or bench_dir())
+    data = load_last(folder)
     if data is None:
         return []
     claims, _ = claims_from(data)
@@ -34,10 +33,9 @@ def ladder_claims(ladder: Any, folder: Path | None = None) -> list[Any]:
     return [c for c in claims if not ("-target-" in c.id and bench_target != ladder.target)]
 
 
-def report_sections(ladder: Any, folder: Path | None = None) -> list[Any]:
+def report_sections(ladder: Any, folder: Path) -> list[Any]:
     from .bench_results import claims_from, load_last
 
-    folder = folder or bench_dir()
     data = load_last(folder)
     if data is None:
         return []
@@ -55,10 +53,9 @@ def report_sections(ladder: Any, folder: Path | None = None) -> list[Any]:
     return [text]
 
 
-def report_json(ladder: Any, data: dict, folder: Path | None = None) -> None:
+def report_json(ladder: Any, data: dict, folder: Path) -> None:
     from .bench_results import load_last
 
-    folder = folder or bench_dir()
     saved = load_last(folder)
     if saved is not None:
         data["bench"] = {"path": str(folder / "last.json"), "created": saved.get("created"),

@@ -215,8 +215,6 @@ def visible(n: int, causal: bool, dev: Any, shift: int = 0) -> Any:
 def scores64(q: Any, k: Any, causal: bool, scale: float, *, modulo: bool = False,
              shift: int = 0) -> tuple[Any, Any, Any]:
     """float64 masked scores ``[B, H_q, N, N]`` and the (expanded) key heads used."""
-    import torch
-
     heads = kv_heads(q, k, modulo)
     kk = k.double()[:, heads]  # (B, H_q, N, d)
     s = (q.double() @ kk.transpose(-1, -2)) * scale
