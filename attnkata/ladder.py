@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -101,11 +101,67 @@ class Ladder:
 
     @classmethod
     def from_json(cls, data: dict) -> "Ladder":
-        return cls(target=data["target"], levels={int(k): v for k, v in data["levels"].items()},
-                   rows=[KataRow(**r) for r in data["katas"]],
-                   claims=[ClaimRow(**c) for c in data.get("claims", [])],
-                   calibration=data.get("calibration", {}), problems=data.get("problems", []),
-                   environment=data.get("environment", {}), created=data.get("created", ""))
+        """A saved ladder; ``ValueError`` when ``data`` does not have a ladder's shape."""
+        _need(data, dict, "the saved ladder")
+        _need(data.get("target"), str, "target")
+        levels = _need(data.get("levels"), dict, "levels")
+        return cls(target=data["target"], levels={_level(k): str(v) for k, v in levels.items()},
+                   rows=[_row(r) for r in _need(data.get("katas"), list, "katas")],
+                   claims=[_claim(c) for c in _need(data.get("claims", []), list, "claims")],
+                   calibration=_counts(data.get("calibration", {})),
+                   problems=[str(p) for p in _need(data.get("problems", []), list, "problems")],
+                   environment=_need(data.get("environment", {}), dict, "environment"),
+                   created=str(data.get("created", "")))
+
+
+def _need(value: Any, kind: type, what: str) -> Any:
+    if not isinstance(value, kind):
+        raise ValueError(f"{what} is {type(value).__name__}, not {kind.__name__}")
+    return value
+
+
+def _level(key: Any) -> int:
+    try:
+        return int(key)
+    except (TypeError, ValueError):
+        raise ValueError(f"level {key!r} is not a number") from None
+
+
+def _known(cls: type, data: Any, what: str) -> dict:
+    """The fields of ``cls`` found in ``data`` (fields a newer version added are left out)."""
+    _need(data, dict, what)
+    names = {f.name for f in fields(cls)}
+    return {k: v for k, v in data.items() if k in names}
+
+
+def _row(data: Any) -> KataRow:
+    row = KataRow(**_known(KataRow, data, "a kata row"))
+    _need(row.id, str, "a kata id")
+    _need(row.level, int, f"{row.id}'s level")
+    if row.status not in STATUS_ORDER:
+        raise ValueError(f"{row.id}'s status {row.status!r} is unknown")
+    for name in ("title", "pack", "detail", "misconception", "run"):
+        _need(getattr(row, name), str, f"{row.id}'s {name}")
+    _need(row.checks, dict, f"{row.id}'s checks")
+    _need(row.figures, dict, f"{row.id}'s figures")
+    row.stale, row.skipped = bool(row.stale), bool(row.skipped)
+    return row
+
+
+def _claim(data: Any) -> ClaimRow:
+    claim = ClaimRow(**_known(ClaimRow, data, "a claim"))
+    for name in ("id", "text", "scope", "source", "not_claimed", "kata"):
+        _need(getattr(claim, name), str, f"a claim's {name}")
+    _need(claim.evidence, list, f"claim {claim.id}'s evidence")
+    if claim.environment is not None:
+        _need(claim.environment, dict, f"claim {claim.id}'s environment")
+    claim.witnessed = bool(claim.witnessed)
+    return claim
+
+
+def _counts(data: Any) -> dict[str, int]:
+    _need(data, dict, "calibration")
+    return {str(k): v for k, v in data.items() if isinstance(v, int) and not isinstance(v, bool)}
 
 
 def kata_status(kata: Kata, outcomes: dict[str, dict]) -> tuple[str, str, str]:

@@ -3,7 +3,8 @@
 Built-in plugins are registered by name, then third-party plugins from the
 ``attnkata`` entry-point group, one at a time: a plugin that fails to import, or
 implements a hook that does not exist, is reported by name and left out; the
-others still load.
+others still load.  Hooks are called one plugin at a time through
+:func:`call_hook`, so a plugin that raises in any hook is named and skipped too.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass, field, replace
 from importlib.metadata import entry_points
+from typing import Any, Callable
 
 import pluggy
 
@@ -52,7 +54,7 @@ def get_plugin_manager(*, entrypoints: bool = True) -> tuple[pluggy.PluginManage
 def _register(pm: pluggy.PluginManager, name: str, load, problems: list[PluginProblem]) -> None:
     try:
         plugin = load()
-    except Exception as exc:  # a broken pack must not take the others down
+    except (Exception, SystemExit) as exc:  # a broken pack must not take the others down
         problems.append(PluginProblem(name, f"failed to import: {type(exc).__name__}: {exc}"))
         return
     try:
@@ -62,6 +64,45 @@ def _register(pm: pluggy.PluginManager, name: str, load, problems: list[PluginPr
         if pm.get_plugin(name) is not None:
             pm.unregister(name=name)
         problems.append(PluginProblem(name, f"rejected by the plugin manager: {exc}"))
+
+
+def implementations(pm: pluggy.PluginManager, name: str) -> list[Any]:
+    """Hook ``name``'s implementations in pluggy's call order (wrappers left out)."""
+    return [impl for impl in reversed(getattr(pm.hook, name).get_hookimpls())
+            if not (impl.hookwrapper or getattr(impl, "wrapper", False))]
+
+
+def call_one(impl: Any, name: str, problems: list[PluginProblem],
+             accept: Callable[[Any], Any] | None = None, **kwargs: Any) -> tuple[bool, Any]:
+    """Call one implementation; ``(False, None)`` (and a problem naming the plugin) if it raises.
+
+    :param accept: turns the answer into the value kept, raising when it is malformed.
+    """
+    try:
+        answer = impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
+        return True, accept(answer) if accept else answer
+    except (Exception, SystemExit) as exc:
+        problems.append(hook_problem(impl.plugin_name, name, exc))
+        return False, None
+
+
+def call_hook(pm: pluggy.PluginManager, name: str, problems: list[PluginProblem],
+              accept: Callable[[Any], Any] | None = None, **kwargs: Any) -> list[tuple[str, Any]]:
+    """Call each plugin's implementation of hook ``name``, one by one (see :func:`call_one`).
+
+    :returns: ``(plugin name, answer)`` for every plugin that answered well.
+    """
+    out = []
+    for impl in implementations(pm, name):
+        ok, answer = call_one(impl, name, problems, accept, **kwargs)
+        if ok:
+            out.append((impl.plugin_name, answer))
+    return out
+
+
+def hook_problem(plugin: str, hook: str, exc: BaseException) -> PluginProblem:
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return PluginProblem(plugin, f"{hook} failed ({text[:200]}); skipped")
 
 
 @dataclass
@@ -97,11 +138,15 @@ def build_registry(pm: pluggy.PluginManager, problems: list[PluginProblem] | Non
             for pack in packs:
                 if not isinstance(pack, Pack):
                     raise MetadataError(f"attnkata_packs returned {type(pack).__name__}, not Pack")
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:
             reg.problems.append(PluginProblem(plugin, f"attnkata_packs failed: {type(exc).__name__}: {exc}"))
             continue
         for pack in packs:
-            _add_pack(reg, pack, plugin, owner)
+            try:
+                _add_pack(reg, pack, plugin, owner)
+            except Exception as exc:  # e.g. levels that are not a dict
+                reg.problems.append(PluginProblem(plugin, f"malformed pack {pack.name!r}: "
+                                                          f"{type(exc).__name__}: {exc}"))
     reg.katas.sort(key=lambda k: k.level)  # stable: registration order within a level
     return reg
 
@@ -118,7 +163,7 @@ def _add_pack(reg: Registry, pack: Pack, plugin: str, owner: dict[str, str]) -> 
             if not isinstance(kata, Kata):
                 raise MetadataError(f"{kata!r:.60} is not a Kata")
             kata.validate()
-        except MetadataError as exc:
+        except Exception as exc:  # MetadataError, or validate() tripping on odd metadata
             reg.problems.append(PluginProblem(plugin, f"malformed kata metadata: {exc}"))
             continue
         if kata.id in owner:

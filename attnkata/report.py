@@ -1,29 +1,65 @@
-"""End of a run: build the ladder, save it, render it — and render saved ones again."""
+"""End of a run: build the ladder, save it, render it — and render saved ones again.
+
+Plugins answer one at a time (:func:`~attnkata.manager.call_hook`): one that raises
+or answers nonsense is named in the report's problems and the report goes on.
+"""
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
 import pluggy
 
-from .ladder import FAILING, Ladder, build_ladder
+from .ladder import FAILING, ClaimRow, Ladder, build_ladder
+from .manager import PluginProblem, call_hook, call_one, implementations
 from .render import render, report_group, write_json
 from .state import bump_failures, results
 
 
+def _note(ladder: Ladder, problems: list[PluginProblem]) -> None:
+    for problem in map(str, problems):
+        if problem not in ladder.problems:
+            ladder.problems.append(problem)
+
+
+def _renderables(answer: Any) -> list[Any]:
+    from rich.protocol import is_renderable
+
+    found = list(answer or [])
+    for item in found:
+        if not is_renderable(item):
+            raise TypeError(f"attnkata_report_sections answered {type(item).__name__}, "
+                            f"not something rich can print")
+    return found
+
+
+def _claims(answer: Any) -> list[ClaimRow]:
+    found = list(answer or [])
+    for claim in found:
+        if not isinstance(claim, ClaimRow):
+            raise TypeError(f"attnkata_ladder_claims answered {type(claim).__name__}, not ClaimRow")
+    return found
+
+
 def sections(pm: pluggy.PluginManager, ladder: Ladder, rootdir: Path) -> list[Any]:
-    out: list[Any] = []
-    for answer in pm.hook.attnkata_report_sections(ladder=ladder, rootdir=rootdir):
-        out.extend(answer or [])
-    return out
+    problems: list[PluginProblem] = []
+    answers = call_hook(pm, "attnkata_report_sections", problems, _renderables,
+                        ladder=ladder, rootdir=rootdir)
+    _note(ladder, problems)
+    return [item for _, found in answers for item in found]
 
 
 def add_plugin_claims(pm: pluggy.PluginManager, ladder: Ladder, rootdir: Path) -> None:
     """Claims from plugins join the ladder once; a measured one needs its environment."""
     have = {c.id for c in ladder.claims}
-    for answer in pm.hook.attnkata_ladder_claims(ladder=ladder, rootdir=rootdir):
-        for claim in answer or []:
+    problems: list[PluginProblem] = []
+    answers = call_hook(pm, "attnkata_ladder_claims", problems, _claims, ladder=ladder,
+                        rootdir=rootdir)
+    _note(ladder, problems)
+    for _, found in answers:
+        for claim in found:
             if claim.id in have:
                 continue
             if claim.scope == "measured" and not claim.environment:
@@ -33,15 +69,31 @@ def add_plugin_claims(pm: pluggy.PluginManager, ladder: Ladder, rootdir: Path) -
             have.add(claim.id)
 
 
+def json_export(pm: pluggy.PluginManager, ladder: Ladder, rootdir: Path) -> dict:
+    """The ladder's JSON, amended by each plugin on a copy: a plugin that raises leaves no trace."""
+    data = ladder.to_json()
+    problems: list[PluginProblem] = []
+    for impl in implementations(pm, "attnkata_report_json"):
+        trial = copy.deepcopy(data)
+        ok, _ = call_one(impl, "attnkata_report_json", problems, ladder=ladder, data=trial,
+                         rootdir=rootdir)
+        if ok:
+            data = trial
+    if problems:
+        _note(ladder, problems)
+        data["problems"] = list(ladder.problems)
+    return data
+
+
 def export(pm: pluggy.PluginManager, ladder: Ladder, rootdir: Path, json_path: str | Path | None,
            html_path: str | Path | None, *, color: bool, width: int, show: bool = True) -> str:
     """Render the report (returns the text) and write the JSON / HTML exports asked for."""
-    group = report_group(ladder, sections(pm, ladder, rootdir))
+    extra = sections(pm, ladder, rootdir)  # first: its problems belong in the JSON too
+    data = json_export(pm, ladder, rootdir) if json_path else None
+    group = report_group(ladder, extra)
     text = render(group, color=color, width=width,
                   html=Path(html_path) if html_path else None) if (show or html_path) else ""
-    if json_path:
-        data = ladder.to_json()
-        pm.hook.attnkata_report_json(ladder=ladder, data=data, rootdir=rootdir)
+    if data is not None:
         write_json(Path(json_path), data)
     return text if show else ""
 
@@ -58,13 +110,15 @@ def finish_run(state: Any, *, color: bool, width: int, show: bool, json_path: st
     for row in ladder.rows:
         if row.status == FAILING and not row.stale:
             bump_failures(state.ledger, state.target.slug, row.id)
-    ladder.problems += store.problems + state.ledger.problems
 
     def save(data: dict) -> None:
         data.setdefault("runs", {})[state.target.slug] = ladder.to_json()
         data["last"] = state.target.slug
 
     store.update(save)
+    for problem in store.problems + state.ledger.problems:  # "progress not saved" included
+        if problem not in ladder.problems:
+            ladder.problems.append(problem)
     return export(state.pm, ladder, state.rootdir, json_path, html_path, color=color, width=width,
                   show=show)
 
