@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import textwrap
 from pathlib import Path
 from typing import Sequence
 
@@ -21,12 +23,42 @@ ensure_triton_mode()  # before any kata or plugin imports triton
 
 
 def find_root(start: Path | None = None) -> Path:
-    """The checkout a learner works in: the nearest folder with a ``katas/`` or ``.attnkata/``."""
+    """The checkout a learner works in: the nearest course (``[tool.attnkata]`` in its
+    pyproject.toml), else the nearest folder with a ``katas/`` or ``.attnkata/``."""
+    from .state import find_course
+
     here = (start or Path.cwd()).resolve()
+    course = find_course(here)
+    if course is not None:
+        return course
     for folder in (here, *here.parents):
         if (folder / "katas").is_dir() or (folder / ".attnkata").is_dir():
             return folder
     return here
+
+
+def warn(text: str, width: int = 80) -> None:
+    """One warning on stderr, wrapped to ``width`` columns."""
+    print(textwrap.fill(f"attnkata: ⚠ {text}", width=width, subsequent_indent="    "),
+          file=sys.stderr)
+
+
+def outside_course(args) -> bool:
+    """Say so (and return True) when saving state here would litter a non-course folder."""
+    from .state import is_course
+
+    if is_course(args.root) or os.environ.get("ATTNKATA_STATE_DIR"):
+        return False
+    print(textwrap.fill(
+        f"attnkata: {args.root} is not an attnkata course (its pyproject.toml has no "
+        f"[tool.attnkata] table), so there is nowhere to keep your progress. Run this in "
+        f"your course folder, or pass --root COURSE.", width=min(args.width, 80)), file=sys.stderr)
+    return True
+
+
+def not_saved(store, args) -> None:
+    for problem in store.problems:
+        warn(problem, min(args.width, 80))
 
 
 def print_renderable(renderable, args) -> None:
@@ -49,7 +81,9 @@ def cmd_report(args, pm, registry) -> int:
 
     from .state import ledger
 
-    ladder.mark_skipped(ledger(args.root).read().get("targets", {}).get(args.target or "katas", {}))
+    store = ledger(args.root)
+    ladder.mark_skipped(store.read().get("targets", {}).get(args.target or "katas", {}))
+    ladder.problems += [p for p in store.problems if p not in ladder.problems]
     add_plugin_claims(pm, ladder, args.root)
     text = export(pm, ladder, args.root, args.json, args.html, color=use_color(sys.stdout.isatty()),
                   width=args.width)
@@ -94,10 +128,13 @@ def cmd_selfcheck(args, pm, registry) -> int:
 
 
 def cmd_doctor(args, pm, registry) -> int:
-    from .doctor import doctor_report
+    from .doctor import doctor_report, plugin_rows
+    from .manager import call_hook
 
-    extra = [row for rows in pm.hook.attnkata_doctor_checks() for row in (rows or [])]
-    sections, healthy = doctor_report(registry, extra)
+    problems = list(registry.problems)
+    answers = call_hook(pm, "attnkata_doctor_checks", problems, plugin_rows)
+    extra = [row for _, rows in answers for row in rows]
+    sections, healthy = doctor_report(registry, extra, problems)
     for title, rows in sections:
         table = Table(title=title, title_justify="left")
         for col in ("", "what", "found", "needed for", "what to do"):
@@ -121,6 +158,8 @@ def cmd_hint(args, pm, registry) -> int:
     if not kata.hints:
         print(f"{kata.id} has no hints.")
         return 0
+    if outside_course(args):
+        return 2
     store, shown = ledger(args.root), 0
 
     def change(data: dict) -> None:
@@ -129,6 +168,7 @@ def cmd_hint(args, pm, registry) -> int:
         shown = entry[kata.id] = min(entry.get(kata.id, 0) + 1, len(kata.hints))
 
     store.update(change)
+    not_saved(store, args)
     upto = len(kata.hints) if args.all else shown
     for i, hint in enumerate(kata.hints[:upto], 1):
         print(f"Hint {i}/{len(kata.hints)} for {kata.id}: {hint}")
@@ -144,13 +184,19 @@ def cmd_skip(args, pm, registry) -> int:
     if unknown:
         print(f"no kata named {', '.join(unknown)}; `attnkata list` shows them", file=sys.stderr)
         return 2
+    if outside_course(args):
+        return 2
 
     def change(data: dict) -> None:
         entries = data.setdefault("targets", {}).setdefault("katas", {})
         for kata in args.katas:
             entries.setdefault(kata, {})["skipped"] = not args.undo
 
-    ledger(args.root).update(change)
+    store = ledger(args.root)
+    store.update(change)
+    not_saved(store, args)
+    if store.problems and any(p.startswith("progress not saved") for p in store.problems):
+        return 1
     verb = "back on the ladder" if args.undo else "skipped: the report's Next moves past it"
     for kata in args.katas:
         print(f"{kata}: {verb}" + ("" if args.undo else f" (undo: attnkata skip --undo {kata})"))
@@ -167,7 +213,18 @@ def cmd_list(args, pm, registry) -> int:
     return 0
 
 
-def build_parser(pm) -> argparse.ArgumentParser:
+def plugin_commands(pm, sub, problems: list) -> None:
+    """Let each plugin add its subcommands; each new command remembers its plugin."""
+    from .manager import call_one, implementations
+
+    for impl in implementations(pm, "attnkata_cli_commands"):
+        before = set(sub.choices)
+        call_one(impl, "attnkata_cli_commands", problems, subparsers=sub)
+        for name in set(sub.choices) - before:
+            sub.choices[name].set_defaults(plugin=impl.plugin_name)
+
+
+def build_parser(pm, problems: list | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="attnkata", description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, default=None,
                         help="the learner's checkout (default: nearest folder with katas/)")
@@ -204,21 +261,41 @@ def build_parser(pm) -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="list the katas in ladder order")
     p.set_defaults(func=cmd_list)
 
-    pm.hook.attnkata_cli_commands(subparsers=sub)
+    plugin_commands(pm, sub, problems if problems is not None else [])
     return parser
+
+
+def run_plugin_command(args) -> int:
+    """A plugin's command: its failure is named and ends the command, not the program."""
+    plugin, func = args.plugin, getattr(args, "func", None)
+    if func is None:
+        warn(f"the {args.command!r} command is broken: plugin {plugin!r} failed while adding it")
+        return 1
+    try:
+        return int(func(args) or 0)
+    except (Exception, SystemExit) as exc:
+        if isinstance(exc, SystemExit) and isinstance(exc.code, (int, type(None))):
+            return int(exc.code or 0)
+        warn(f"the {args.command!r} command of plugin {plugin!r} failed: "
+             f"{type(exc).__name__}: {exc}", min(args.width, 80))
+        return 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     from .manager import load_registry
 
     pm, registry = load_registry()
-    parser = build_parser(pm)
+    problems: list = []
+    parser = build_parser(pm, problems)
+    for problem in problems:
+        warn(str(problem))
+    registry.problems += problems
     args = parser.parse_args(argv)
     args.root = find_root(args.root)
-    func = args.func
     try:
-        wants_registry = func.__module__ == __name__
-        return int(func(args, pm, registry) if wants_registry else func(args) or 0)
+        if getattr(args, "plugin", None) is not None:
+            return run_plugin_command(args)
+        return int(args.func(args, pm, registry) or 0)
     except KeyboardInterrupt:
         return 130
 

@@ -111,11 +111,34 @@ def triton_smoke() -> dict[str, Any]:
                 "fix": "pip install 'triton>=3.1,<3.10' (Linux; CPU machines need TRITON_INTERPRET=1)"}
 
 
+ROW_FIELDS = ("name", "found", "needed_for", "fix")
+
+
+def plugin_rows(answer: Any) -> list[dict[str, Any]]:
+    """A plugin's doctor rows as plain rows (text fields, ``ok`` a bool); ``TypeError`` if not rows."""
+    rows = [answer] if isinstance(answer, dict) else list(answer or [])
+    out = []
+    for row in rows:
+        if not isinstance(row, dict) or "name" not in row:
+            raise TypeError(f"attnkata_doctor_checks answered {type(row).__name__}, "
+                            f"not a row (a dict with name, ok, found, needed_for, fix)")
+        out.append({**{key: str(row.get(key, "")) for key in ROW_FIELDS}, "ok": bool(row.get("ok"))})
+    return out
+
+
+def _missing(kata: Any) -> str:
+    """What this machine lacks for ``kata`` ("" when nothing); odd requirements say so."""
+    try:
+        return missing_requirement(kata.requires) or ""
+    except Exception as exc:  # a plugin's kata with requirements we cannot check
+        return f"{kata.id}: cannot check its requirements ({type(exc).__name__}: {exc})"
+
+
 def level_rows(registry: Registry) -> list[dict[str, Any]]:
     rows = []
     for level, katas in registry.by_level().items():
-        needs = sorted({r for k in katas for r in k.requires})
-        reasons = {k.id: missing_requirement(k.requires) for k in katas}
+        needs = sorted({str(r) for k in katas for r in k.requires})
+        reasons = {k.id: _missing(k) for k in katas}
         blocked = {kid: r for kid, r in reasons.items() if r}
         rows.append({"name": f"level {level} {registry.levels.get(level, '')}",
                      "found": "ready to run" if not blocked else f"{len(blocked)} kata(s) cannot run",
@@ -124,14 +147,20 @@ def level_rows(registry: Registry) -> list[dict[str, Any]]:
     return rows
 
 
-def doctor_report(registry: Registry, extra: list[dict] | None = None) -> tuple[list[tuple[str, list[dict]]], bool]:
+def doctor_report(registry: Registry, extra: list[dict] | None = None,
+                  problems: list | None = None) -> tuple[list[tuple[str, list[dict]]], bool]:
+    """The doctor's sections and whether all is well.
+
+    :param problems: plugin problems (default: the registry's); each becomes a row.
+    """
+    problems = registry.problems if problems is None else problems
     sections = [("Packages (tested ranges)", package_rows()), ("This machine", machine_rows() + (extra or [])),
                 ("Levels", level_rows(registry))]
     healthy = all(r["ok"] for _, rows in sections for r in rows)
-    if registry.problems:
+    if problems:
         sections.append(("Plugins", [{"name": p.plugin, "found": p.message, "ok": False,
                                       "needed_for": "its katas", "fix": "fix or uninstall the plugin"}
-                                     for p in registry.problems]))
+                                     for p in problems]))
         healthy = False
     return sections, healthy
 

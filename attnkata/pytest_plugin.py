@@ -3,6 +3,12 @@
 Options, collection of the kata tree, gathering item outcomes (also from xdist
 workers, through ``user_properties``), and the ladder report at the end of the run.
 The logic lives in plain modules that the ``attnkata`` CLI reuses.
+
+Installed, it is loaded by every pytest run in the environment, so it stays out of
+projects that are not an attnkata course: it activates only when the rootdir's
+``pyproject.toml`` has a ``[tool.attnkata]`` table, or with ``--attnkata`` (also
+through ``addopts``).  Until then it only adds its options: no imports beyond
+pytest's own, no ``.attnkata/``, no collection changes.
 """
 
 from __future__ import annotations
@@ -14,15 +20,15 @@ from typing import Any
 
 import pytest
 
-from .hardware import ensure_triton_mode
-
-TRITON_MODE = ensure_triton_mode()  # before any kata module can import triton
-
-pytest_plugins = ["attnkata_plugins.claims", "attnkata_plugins.bench"]
+ACTIVE = pytest.StashKey[str]()  # why attnkata runs in this project
+COURSE_PLUGINS = ("attnkata_plugins.claims", "attnkata_plugins.bench")
+TRITON_MODE = "not chosen"       # set on activation, before any conftest or kata imports triton
 
 
 def add_options(parser: pytest.Parser) -> None:
     group = parser.getgroup("attnkata", "attnkata katas")
+    group.addoption("--attnkata", action="store_true", default=False,
+                    help="run attnkata here even though pyproject.toml has no [tool.attnkata] table")
     group.addoption("--attnkata-target", metavar="katas|solutions|DIR", default=None,
                     help="folder whose katas the hidden tests check: the learner's katas (default), "
                          "each pack's solutions, or any folder with the layout of katas/")
@@ -47,7 +53,37 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add_options(parser)
 
 
+def activation(config: pytest.Config) -> str:
+    """Why attnkata should run for this config ("" when it should stay out)."""
+    from .state import is_course
+
+    if getattr(config.known_args_namespace, "attnkata", False):
+        return "--attnkata"
+    return "[tool.attnkata]" if is_course(config.rootpath) else ""
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
+    """Activate in a course: choose Triton's mode, then load the course's pytest plugins."""
+    global TRITON_MODE
+    why = activation(early_config)
+    if not why:
+        return
+    from .hardware import ensure_triton_mode
+
+    TRITON_MODE = ensure_triton_mode()  # before any conftest or kata module can import triton
+    early_config.stash[ACTIVE] = why
+    for name in COURSE_PLUGINS:
+        early_config.pluginmanager.import_plugin(name)
+
+
+def active(config: pytest.Config) -> bool:
+    return ACTIVE in config.stash
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    if not active(config):
+        return
     from .manager import load_registry
     from .session import SESSION, RunState
     from .target import TargetSpec
@@ -67,6 +103,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
+    if not active(config):
+        return []
     from .session import SESSION
 
     state = config.stash[SESSION]
@@ -79,6 +117,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 
 def pytest_collect_directory(path: Path, parent: pytest.Collector) -> Any:
+    if not active(parent.config):
+        return None
     from .collect import ladder_dir
     from .session import SESSION
 

@@ -19,7 +19,7 @@ class Project:
         self.pytester = pytester
         self.root = pytester.path
         (self.root / "katas").mkdir()
-        pytester.makepyprojecttoml('[tool.pytest.ini_options]\ntestpaths = ["katas"]\n')
+        pytester.makepyprojecttoml('[tool.attnkata]\n\n[tool.pytest.ini_options]\ntestpaths = ["katas"]\n')
 
     def solution(self, relpath: str, folder: str = "katas", **replace: str) -> Path:
         """Copy a reference into the learner folder, optionally rewriting parts of it."""

@@ -353,6 +353,7 @@ def test_attnkata_bench_refuses_unknown_kinds(capsys):
 
 
 def test_pytest_help_lists_the_bench_options(pytester):
+    pytester.makepyprojecttoml("[tool.attnkata]\n")  # a course: the plugin is active
     result = pytester.runpytest("--help")
     result.stdout.fnmatch_lines(["*--attnkata-bench *", "*--attnkata-bench-sizes*", "*--attnkata-bench-warm-l2*"])
 
@@ -360,6 +361,7 @@ def test_pytest_help_lists_the_bench_options(pytester):
 def test_pytest_bench_is_opt_in(pytester, monkeypatch, tmp_path):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setenv("ATTNKATA_STATE_DIR", str(tmp_path))
+    pytester.makepyprojecttoml("[tool.attnkata]\n")  # a course: the plugin is active
     pytester.makepyfile(test_one="def test_one():\n    assert True\n")
     plain = pytester.runpytest("-p", "no:randomly")
     assert "attnkata bench" not in plain.stdout.str() and not (tmp_path / "bench").exists()
