@@ -16,6 +16,7 @@ from typing import Any, Iterable
 import pytest
 
 from .harness import learner_traceback
+from .remote import WorkerGone
 from .ladder import PREDICTIONS_ITEM
 from .model import Kata
 from .runner import (FAILED, LOCKED, NOT_STARTED, PASSED, UNAVAILABLE, CheckResult,
@@ -99,21 +100,37 @@ class KataItem(pytest.Item):
         if reason:
             return self._finish(CheckResult(kata.id, self.name, UNAVAILABLE, reason))
         try:
-            module, root = state.target_module(kata)
+            try:
+                module, root = state.target_module(kata)
+            finally:
+                self._show_output()
         except TargetLoadError as exc:
             return self._finish(CheckResult(kata.id, self.name, NOT_STARTED, str(exc)))
         except NotImplementedError as exc:
             return self._finish(CheckResult(kata.id, self.name, NOT_STARTED, str(exc)))
+        except WorkerGone as exc:
+            return self._finish(self._refused() or CheckResult(
+                kata.id, self.name, FAILED, f"{kata.path}, while importing: {exc.message}"))
         except Exception as exc:
-            return self._finish(CheckResult(
+            return self._finish(self._refused() or CheckResult(
                 kata.id, self.name, FAILED,
                 f"{kata.path} could not be imported:\n{learner_traceback(exc, root_of(state, kata))}"))
-        predictions = read_predictions(kata, module)
+        try:
+            predictions = read_predictions(kata, module)
+        except WorkerGone as exc:
+            return self._finish(CheckResult(kata.id, self.name, FAILED,
+                                            f"{kata.path}: reading PREDICTIONS: {exc.message}"))
         unfilled = [p.prediction.id for p in predictions if not p.filled]
         if self.check is None:
-            return self._finish(self._predictions_result(predictions, unfilled))
-        result = run_check(kata, self.check, module, state.reference_module(kata), target_root=root,
-                           timeout=state.timeout, max_examples=state.max_examples, seed=state.seed)
+            return self._finish(self._refused() or self._predictions_result(predictions, unfilled))
+        try:
+            result = run_check(kata, self.check, module, state.reference_module(kata),
+                               target_root=root, timeout=state.timeout,
+                               max_examples=state.max_examples, seed=state.seed)
+        finally:
+            self._show_output()
+        if result.outcome != NOT_STARTED:
+            result = self._refused() or result
         if unfilled and result.outcome in (PASSED, FAILED):
             # The hidden tests' verdict stays hidden until the learner commits to predictions.
             result = CheckResult(kata.id, self.name, LOCKED,
@@ -123,6 +140,27 @@ class KataItem(pytest.Item):
                                  result.message + state.hint_for(kata), result.misconception,
                                  result.misconception_ids)
         self._finish(result)
+
+    def _refused(self) -> CheckResult | None:
+        """A failure naming what the worker refused (reading the reference, writing the
+        saved state, importing the judge), if learner code tried anything of the kind."""
+        notices = self.state.take_notices(self.kata)
+        if not notices:
+            return None
+        seen = list(dict.fromkeys(n.detail for n in notices))
+        lines = [f"refused: your code {seen[0]}."]
+        lines += [f"  and {d}" for d in seen[1:4]]
+        lines.append("A kata is judged on what its own code computes; the sandbox blocks "
+                     "everything else, and the attempt fails the check.")
+        return CheckResult(self.kata.id, self.name, FAILED, "\n".join(lines), "cheat attempt")
+
+    def _show_output(self) -> None:
+        """Pass on what learner code printed (bounded), so pytest shows it with a failure."""
+        text = self.state.learner_output(self.kata)
+        if text:
+            import sys
+
+            sys.stdout.write(text if text.endswith("\n") else text + "\n")
 
     def _predictions_result(self, predictions: list, unfilled: list[str]) -> CheckResult:
         kata, state = self.kata, self.state

@@ -25,6 +25,7 @@ import numpy as np
 
 from .compare import Mismatch, changed, compare, describe, snapshot
 from .model import Kata, Misconception
+from .remote import RemoteModule, WorkerGone, probe as _probe
 
 
 # ---------------------------------------------------------------------------
@@ -50,6 +51,15 @@ class Unavailable(Abort):
 
 class LearnerTimeout(Abort):
     """Learner code ran past the kata's time limit."""
+
+
+class WorkerCrashed(Abort):
+    """Learner code crashed its worker process, or ended it (``os._exit``, ``sys.exit``)."""
+
+
+def gone(exc: WorkerGone) -> Abort:
+    """The check-facing outcome of a worker that timed out or died."""
+    return LearnerTimeout(exc.message) if exc.timed_out else WorkerCrashed(exc.message)
 
 
 class KataFailure(Exception):
@@ -115,6 +125,13 @@ def time_limit(seconds: float, what: str) -> Iterator[None]:
 
 def learner_traceback(exc: BaseException, root: Path | None) -> str:
     """The traceback frames that belong to files under ``root``, innermost last."""
+    remote_tb = getattr(exc, "learner_traceback", None)
+    if remote_tb is not None:  # formatted in the worker, where the frames were
+        kind = getattr(exc, "learner_type", type(exc).__name__)
+        text = str(exc)
+        if isinstance(exc, KeyError) and exc.args:
+            text = str(exc.args[0])
+        return (remote_tb.rstrip() + "\n" if remote_tb.strip() else "") + f"{kind}: {text}"
     frames = traceback.extract_tb(exc.__traceback__)
     if root is not None:
         mine = [f for f in frames if _inside(f.filename, root)]
@@ -181,11 +198,23 @@ class Ctx:
             raise KataFailure(f"the target defines no `{name}`: keep the stub's name "
                               f"and signature exactly") from None
 
+    @property
+    def remote(self) -> bool:
+        """Whether the target lives in a worker process (always, for learner code)."""
+        return isinstance(self.target, RemoteModule)
+
+    def _limit(self, what: str) -> Any:
+        if self.remote:
+            return self.target._channel.limit(self.timeout, what)
+        return time_limit(self.timeout, what)
+
     def run(self, thunk: Callable[[], Any], what: str) -> Any:
         """Run learner code ``thunk`` guarded (timeout, not-started, learner traceback)."""
         try:
-            with time_limit(self.timeout, what):
+            with self._limit(what):
                 return thunk()
+        except WorkerGone as exc:
+            raise gone(exc) from None
         except NotImplementedError as exc:
             raise NotStarted(str(exc) or f"{what} raises NotImplementedError") from None
         except (Abort, KataFailure):
@@ -200,15 +229,41 @@ class Ctx:
     def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
         """Call the target's ``name`` guarded, and fail if it mutated its inputs."""
         fn = self.entry(name)
-        before = snapshot((args, kwargs))
         what = describe(name, args, kwargs)
-        out = self.run(lambda: fn(*args, **kwargs), what)
-        mutated = self._mutated(name, before, args, kwargs)
+        if self.remote:
+            channel = self.target._channel
+            out, where = self.run(lambda: channel.call(("call_watch", None, name, args, kwargs),
+                                                       what), what)
+            mutated = self._param(name, where)
+        else:
+            before = snapshot((args, kwargs))
+            out = self.run(lambda: fn(*args, **kwargs), what)
+            mutated = self._mutated(name, before, args, kwargs)
         if mutated:
             raise KataFailure(f"{what} modified its input `{mutated}` in place. Inputs "
                               f"belong to the caller: compute into new arrays instead "
                               f"(watch for `x -= ...`, `x[...] = ...`, out= arguments).")
         return out
+
+    def _param(self, name: str, where: Any) -> str | None:
+        """The parameter name for a position (int) or keyword (str) the worker reported."""
+        if where is None:
+            return None
+        if isinstance(where, str):
+            return where
+        try:
+            params = list(inspect.signature(getattr(self.ref, name)).parameters)
+        except (TypeError, ValueError, AttributeError):
+            params = []
+        if isinstance(where, int) and 0 <= where < len(params):
+            return params[where]
+        return f"argument {where + 1}" if isinstance(where, int) else "an argument"
+
+    def probe(self, module: str, name: str, *args: Any, what: str = "", **kwargs: Any) -> Any:
+        """Run the worker-side function ``module.name(learner_module, *args, **kwargs)``
+        (a measurement next to the learner's code: see :mod:`attnkata.probes`)."""
+        return self.run(lambda: _probe(self.target, module, name, *args, **kwargs),
+                        what or name)
 
     def _mutated(self, name: str, before: Any, args: tuple, kwargs: dict) -> str | None:
         try:

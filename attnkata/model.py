@@ -140,6 +140,7 @@ class Kata:
     generic_fakes: tuple[str, ...] = ("zeros", "echo", "constant", "random", "mutate")
     bench: Any = None
     pack: str = ""
+    probes: tuple[str, ...] = ()   # modules of worker-side probes (imported before learner code)
 
     def validate(self) -> None:
         """Raise :class:`MetadataError` naming what breaks the kata contract."""

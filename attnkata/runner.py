@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .harness import Ctx, KataFailure, LearnerTimeout, NotStarted, Unavailable
+from .harness import (Ctx, KataFailure, LearnerTimeout, NotStarted, Unavailable, WorkerCrashed,
+                      gone)
+from .remote import WorkerGone
 from .model import Check, Kata, Prediction
 
 PASSED, FAILED, NOT_STARTED, LOCKED, UNAVAILABLE = "passed", "failed", "not started", "locked", "unavailable"
@@ -31,13 +33,18 @@ def run_check(kata: Kata, chk: Check, target: Any, reference: Any, *, target_roo
     ctx = Ctx(kata, target, reference, target_root=target_root, check_id=chk.id,
               timeout=timeout, max_examples=max_examples, seed=seed, shrink=shrink)
     try:
-        chk.fn(ctx)
+        try:
+            chk.fn(ctx)
+        except WorkerGone as exc:  # learner code reached outside ctx.run: same verdicts
+            raise gone(exc) from None
     except NotStarted as exc:
         return CheckResult(kata.id, chk.id, NOT_STARTED, exc.message)
     except Unavailable as exc:
         return CheckResult(kata.id, chk.id, UNAVAILABLE, exc.message)
     except LearnerTimeout as exc:
         return CheckResult(kata.id, chk.id, FAILED, f"timed out: {exc.message}")
+    except WorkerCrashed as exc:
+        return CheckResult(kata.id, chk.id, FAILED, exc.message)
     except KataFailure as exc:
         m = exc.misconception
         return CheckResult(kata.id, chk.id, FAILED, exc.message, m.name if m else "",

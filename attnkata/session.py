@@ -11,8 +11,9 @@ import pytest
 
 from .manager import Registry
 from .model import Kata
+from .remote import DEFAULT_KATA_BUDGET, Supervisor, WorkerConfig, WorkerGone, default_memory_limit
 from .state import JsonStore, ledger, record_predictions
-from .target import TargetSpec, load_module
+from .target import TargetLoadError, TargetSpec, load_module
 
 
 @dataclass
@@ -26,10 +27,14 @@ class RunState:
     timeout: float | None = None
     max_examples: int = 25
     is_worker: bool = False
+    kata_budget: float = DEFAULT_KATA_BUDGET
+    memory_limit: int | None = field(default_factory=default_memory_limit)
+    isolate_net: bool = True
     ledger: JsonStore = field(init=False)
     outcomes: dict[str, dict[str, dict]] = field(default_factory=dict)
     extra_claims: list = field(default_factory=list)
     _modules: dict[Path, Any] = field(default_factory=dict)
+    _supervisor: Supervisor | None = None
 
     def __post_init__(self) -> None:
         self.ledger = ledger(self.rootdir)
@@ -50,8 +55,65 @@ class RunState:
         return found
 
     def target_module(self, kata: Kata) -> tuple[Any, Path]:
+        """The target's module for ``kata``, living in a supervised worker process.
+
+        Raises :class:`TargetLoadError` (no file), ``NotImplementedError`` (a stub that
+        raises at import), :class:`WorkerGone` (import hung or crashed the worker), or a
+        stand-in for whatever importing raised (with the learner's traceback)."""
         path, root = self.locate(kata)
-        return self._load(path, root), root
+        if not path.exists():
+            raise TargetLoadError(f"no file at {path}")
+        timeout = self.timeout or kata.timeout
+        probes = tuple(dict.fromkeys(("attnkata.probes",) + tuple(kata.probes)))
+        module = self.supervisor().module(f"{self.target.slug}:{kata.id}", path.resolve(),
+                                          root.resolve(), kata.requires, timeout, probes)
+        return module, root
+
+    def supervisor(self) -> Supervisor:
+        if self._supervisor is None:
+            self._supervisor = Supervisor(self.worker_config(), timeout=self.timeout or 20.0,
+                                          budget=self.kata_budget)
+        return self._supervisor
+
+    def worker_config(self) -> WorkerConfig:
+        """What learner code may touch: never the references (unless they are the target),
+        the saved state, or anything outside its own temporary folder."""
+        import os
+
+        protected = [str(self.rootdir / ".attnkata")]
+        modules: list[str] = []
+        if self.target.name != "solutions":
+            protected += [str(p.solutions_dir) for p in self.registry.packs.values()
+                          if getattr(p, "solutions_dir", None)]
+            kernels = _package_dir("attnkata_kernels")
+            if kernels:
+                protected.append(kernels)
+            modules.append("attnkata_kernels")
+        writable = [os.environ["TRITON_CACHE_DIR"]] if os.environ.get("TRITON_CACHE_DIR") else []
+        if os.environ.get("TRITON_INTERPRET") != "1":
+            writable.append(str(Path.home() / ".triton"))
+        return WorkerConfig(protected=tuple(protected), modules=tuple(modules),
+                            writable=tuple(writable), memory=self.memory_limit,
+                            isolate_net=self.isolate_net)
+
+    def take_notices(self, kata: Kata) -> list:
+        """What the worker refused on the learner's behalf since the last call."""
+        sup = self._supervisor
+        worker = sup.worker_for(f"{self.target.slug}:{kata.id}") if sup else None
+        if worker is None or not worker.notices:
+            return []
+        notices, worker.notices = list(worker.notices), []
+        return notices
+
+    def learner_output(self, kata: Kata) -> str:
+        sup = self._supervisor
+        worker = sup.worker_for(f"{self.target.slug}:{kata.id}") if sup else None
+        return worker.new_output() if worker is not None else ""
+
+    def close(self) -> None:
+        if self._supervisor is not None:
+            self._supervisor.close()
+            self._supervisor = None
 
     def reference_module(self, kata: Kata) -> Any:
         pack = self.registry.pack_of(kata)
@@ -71,6 +133,18 @@ class RunState:
             return f"\n(Stuck? `attnkata hint {kata.id}` shows a hint; one appears here after the next failing run.)"
         n = min(runs, len(kata.hints))
         return f"\nHint {n}/{len(kata.hints)}: {kata.hints[n - 1]}"
+
+
+def _package_dir(name: str) -> str | None:
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return str(Path(list(spec.submodule_search_locations)[0]).resolve())
 
 
 SESSION = pytest.StashKey[RunState]()

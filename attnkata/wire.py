@@ -1,0 +1,286 @@
+"""What crosses between the judging process and a learner's worker, and how.
+
+Requests go parent → worker as ordinary pickles: the worker trusts its parent.
+Replies go worker → parent, and the worker runs untrusted code, so a reply is
+never unpickled with :mod:`pickle`'s defaults (a crafted ``__reduce__`` would run
+any callable in the judge).  The worker first turns a value into *plain data*:
+``None``, ``bool``, ``int``, ``float``, ``complex``, ``str``, ``bytes``, tuples,
+lists, dicts and sets of those, NumPy arrays and scalars of numeric dtypes, and
+torch tensors (sent as :class:`TensorData`).  Anything else stays in the worker
+and crosses as a :class:`Handle` the parent can call methods on.
+:class:`SafeUnpickler` then accepts only the globals that data needs.
+
+This module is imported by the worker: it must not import the judging modules.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import struct
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+MAX_DEPTH = 40          # nesting deeper than this comes back as a handle
+MAX_TEXT = 4000         # exception messages and reprs are cut to this many characters
+
+
+@dataclass(frozen=True)
+class Handle:
+    """A learner object that stays in the worker: ``hid`` names it there."""
+
+    hid: int
+    type_name: str
+    text: str           # a short repr, taken in the worker
+    is_callable: bool = False
+
+
+@dataclass(frozen=True)
+class MethodRef:
+    """``obj.name`` where it is callable: calling it is one round trip."""
+
+    hid: int
+    name: str
+
+
+@dataclass(frozen=True)
+class TensorData:
+    """A torch tensor as bytes: dtype, shape and the raw values (bf16 travels as int16)."""
+
+    dtype: str
+    shape: tuple
+    values: Any          # a NumPy array
+    requires_grad: bool = False
+    device: str = "cpu"
+
+    def to_tensor(self) -> Any:
+        import torch
+
+        dt = getattr(torch, self.dtype)
+        t = torch.from_numpy(self.values.copy())
+        if t.dtype != dt:
+            t = t.view(dt)
+        t = t.reshape(self.shape)
+        if self.device != "cpu":
+            try:
+                t = t.to(self.device)
+            except Exception:  # the parent cannot reach that device: keep the values
+                pass
+        return t.requires_grad_(self.requires_grad) if dt.is_floating_point else t
+
+
+@dataclass(frozen=True)
+class Raised:
+    """An exception raised by learner code, as text: the parent rebuilds a stand-in."""
+
+    type_name: str
+    module: str
+    message: str
+    traceback: str        # the learner's frames, formatted in the worker
+    not_started: bool = False
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Something the worker refused on the learner's behalf (a read of the reference)."""
+
+    kind: str
+    detail: str
+
+
+# ---------------------------------------------------------------------------
+# Worker side: values → plain data
+# ---------------------------------------------------------------------------
+
+_SCALARS = (type(None), bool, int, float, complex, str, bytes)
+
+
+class Encoder:
+    """Turns a learner value into plain data, keeping everything else as a handle."""
+
+    def __init__(self, keep: Any):
+        self.keep = keep   # callable: object -> hid (the worker's handle table)
+
+    def __call__(self, value: Any, depth: int = 0) -> Any:
+        t = type(value)
+        if t in _SCALARS:
+            return value
+        if depth > MAX_DEPTH:
+            return self.handle(value)
+        if t in (tuple, list):
+            return t(self(v, depth + 1) for v in value)
+        if t is dict:
+            if all(type(k) in _SCALARS or type(k) is tuple for k in value):
+                return {k: self(v, depth + 1) for k, v in value.items()}
+            return self.handle(value)
+        if t in (set, frozenset):
+            if all(type(v) in _SCALARS for v in value):
+                return t(value)
+            return self.handle(value)
+        data = _array_data(value)
+        if data is not None:
+            return data
+        return self.handle(value)
+
+    def handle(self, value: Any) -> Handle:
+        text = f"<{type(value).__name__} object from your code>"
+        return Handle(self.keep(value), _type_name(value), text, callable(value))
+
+
+def _type_name(value: Any) -> str:
+    t = type(value)
+    return f"{t.__module__}.{t.__qualname__}" if t.__module__ not in ("builtins", None) else t.__qualname__
+
+
+def _array_data(value: Any) -> Any:
+    t = type(value)
+    mod = t.__module__ or ""
+    if mod.startswith("numpy"):
+        import numpy as np
+
+        if t is np.ndarray:
+            if value.dtype.kind in "biufcSU?" and not value.dtype.fields:
+                return np.array(value, copy=True, order="K")
+            return None
+        if isinstance(value, np.generic) and value.dtype.kind in "biufc?":
+            return value
+        if t is np.dtype:
+            return value
+        return None
+    if mod.startswith("torch"):
+        import torch
+
+        if t in (torch.Tensor, torch.nn.Parameter):
+            return tensor_data(value)
+        if t is torch.dtype:
+            return TorchDtype(str(value).replace("torch.", ""))
+        if t is torch.Size:
+            return tuple(int(s) for s in value)
+        if t is torch.device:
+            return TorchDevice(str(value))
+    return None
+
+
+@dataclass(frozen=True)
+class TorchDtype:
+    name: str
+
+    def get(self) -> Any:
+        import torch
+
+        return getattr(torch, self.name)
+
+
+@dataclass(frozen=True)
+class TorchDevice:
+    name: str
+
+    def get(self) -> Any:
+        import torch
+
+        return torch.device(self.name)
+
+
+def tensor_data(t: Any) -> TensorData:
+    import torch
+
+    x = t.detach()
+    device = str(x.device)
+    x = x.cpu().contiguous()
+    if x.dtype == torch.bfloat16:
+        values = x.view(torch.int16).numpy().copy()
+    elif x.dtype.is_complex or x.dtype in (torch.float16, torch.float32, torch.float64, torch.bool,
+                                            torch.int8, torch.uint8, torch.int16, torch.int32,
+                                            torch.int64):
+        values = x.numpy().copy()
+    else:  # float8 and friends: widen, and say so through the dtype name kept
+        values = x.float().numpy().copy()
+        return TensorData("float32", tuple(x.shape), values, bool(t.requires_grad), device)
+    return TensorData(str(x.dtype).replace("torch.", ""), tuple(x.shape), values,
+                      bool(t.requires_grad), device)
+
+
+def raised(exc: BaseException, root: Any = None, not_started: bool = False) -> Raised:
+    """``exc`` as text, with the learner's own frames (those under ``root``) when any."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if root is not None:
+        mine = [f for f in frames if str(f.filename).startswith(str(root))]
+        if mine:
+            frames = traceback.StackSummary.from_list(mine)
+    try:
+        message = str(exc)
+    except Exception:
+        message = "<an exception whose message could not be shown>"
+    tb = "".join(traceback.format_list(frames[-6:])).rstrip()
+    return Raised(type(exc).__name__, type(exc).__module__ or "", cut(message), cut(tb),
+                  not_started)
+
+
+def cut(text: str, limit: int = MAX_TEXT) -> str:
+    if len(text) <= limit:
+        return text
+    half = limit // 2
+    return f"{text[:half]}\n… ({len(text) - limit} characters cut) …\n{text[-half:]}"
+
+
+# ---------------------------------------------------------------------------
+# Parent side: plain data → values, refusing everything else
+# ---------------------------------------------------------------------------
+
+_ALLOWED = {
+    ("builtins", "set"), ("builtins", "frozenset"), ("builtins", "complex"),
+    ("builtins", "slice"), ("builtins", "bytearray"),
+    ("copyreg", "_reconstructor"), ("builtins", "object"),
+    ("numpy", "dtype"), ("numpy", "ndarray"),
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+}
+_OWN = {"Handle", "MethodRef", "TensorData", "Raised", "Notice", "TorchDtype", "TorchDevice"}
+
+
+class SafeUnpickler(pickle.Unpickler):
+    """Unpickles plain data and this module's records; refuses any other global."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if module == __name__ and name in _OWN:
+            return globals()[name]
+        if (module, name) in _ALLOWED:
+            return super().find_class(module, name)
+        if module == "numpy.dtypes" and name.endswith("DType"):
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refused {module}.{name} from the worker")
+
+
+def loads_safe(data: bytes) -> Any:
+    return SafeUnpickler(io.BytesIO(data)).load()
+
+
+# ---------------------------------------------------------------------------
+# Frames on a stream socket: an 8-byte length, then the payload
+# ---------------------------------------------------------------------------
+
+HEADER = struct.Struct("!Q")
+
+
+def send_frame(sock: Any, payload: bytes) -> None:
+    sock.sendall(HEADER.pack(len(payload)) + payload)
+
+
+def recv_exact(sock: Any, n: int) -> bytes | None:
+    chunks, got = [], 0
+    while got < n:
+        chunk = sock.recv(min(n - got, 1 << 20))
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        got += len(chunk)
+    return b"".join(chunks)
+
+
+def recv_frame(sock: Any) -> bytes | None:
+    head = recv_exact(sock, HEADER.size)
+    if head is None:
+        return None
+    return recv_exact(sock, HEADER.unpack(head)[0])
