@@ -110,11 +110,12 @@ class KataItem(pytest.Item):
             return self._finish(CheckResult(kata.id, self.name, NOT_STARTED, str(exc)))
         except WorkerGone as exc:
             return self._finish(self._refused() or CheckResult(
-                kata.id, self.name, FAILED, f"{kata.path}, while importing: {exc.message}"))
+                kata.id, self.name, FAILED, f"{shown_path(state, kata)}: {exc.message}"))
         except Exception as exc:
+            tb = learner_traceback(exc, root_of(state, kata))
             return self._finish(self._refused() or CheckResult(
                 kata.id, self.name, FAILED,
-                f"{kata.path} could not be imported:\n{learner_traceback(exc, root_of(state, kata))}"))
+                f"{shown_path(state, kata)} could not be imported: {tb.splitlines()[-1]}\n{tb}"))
         try:
             predictions = read_predictions(kata, module)
         except WorkerGone as exc:
@@ -191,6 +192,18 @@ class KataItem(pytest.Item):
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
         return self.path, None, f"{self.kata.id}::{self.name}"
+
+
+def shown_path(state: RunState, kata: Kata) -> str:
+    """The kata file as the learner would type it: relative to the current folder if inside."""
+    try:
+        path = state.locate(kata)[0].resolve()
+    except Exception:
+        return kata.path
+    try:
+        return str(path.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 def root_of(state: RunState, kata: Kata) -> Path | None:

@@ -40,11 +40,19 @@ def add_options(parser: pytest.Parser) -> None:
                     help="seed for generated inputs (default 0: every run sees the same inputs)")
     group.addoption("--attnkata-timeout", type=float, default=None,
                     help="seconds one call into learner code may take (default: per kata)")
+    group.addoption("--attnkata-kata-budget", type=float, default=None,
+                    help="seconds all of one kata's checks may spend in learner code together "
+                         "(default 180); past it the kata's remaining checks fail at once")
+    group.addoption("--attnkata-memory-limit", metavar="SIZE", default=None,
+                    help="address-space cap for learner code, e.g. 8G; 0 for none (default: "
+                         "half of physical memory; none when an NVIDIA GPU is present)")
     group.addoption("--attnkata-no-report", action="store_true", default=False,
                     help="do not print the ladder report at the end")
     parser.addini("attnkata_target", "default for --attnkata-target", default="katas")
     parser.addini("attnkata_katas_dir", "the learner's kata folder, relative to rootdir",
                   default="katas")
+    parser.addini("attnkata_memory_limit", "default for --attnkata-memory-limit", default="auto")
+    parser.addini("attnkata_kata_budget", "default for --attnkata-kata-budget", default="180")
     parser.addini("attnkata_max_examples", "generated examples per property check",
                   default="25")
 
@@ -98,8 +106,31 @@ def pytest_configure(config: pytest.Config) -> None:
         katas_dir=(rootdir / config.getini("attnkata_katas_dir")).resolve(),
         seed=0 if seed is None else seed, timeout=config.getoption("attnkata_timeout"),
         max_examples=int(config.getini("attnkata_max_examples")),
-        is_worker=hasattr(config, "workerinput"))
+        is_worker=hasattr(config, "workerinput"),
+        kata_budget=float(config.getoption("attnkata_kata_budget")
+                          or config.getini("attnkata_kata_budget")),
+        memory_limit=memory_limit(config))
     config.pluginmanager.register(Recorder(config), "attnkata-recorder")
+
+
+def memory_limit(config: pytest.Config) -> int | None:
+    from .remote import default_memory_limit, parse_size
+
+    value = config.getoption("attnkata_memory_limit") or config.getini("attnkata_memory_limit")
+    if str(value).strip().lower() in ("", "auto"):
+        return default_memory_limit()
+    try:
+        return parse_size(value)
+    except ValueError as exc:
+        raise pytest.UsageError(f"attnkata: --attnkata-memory-limit: {exc}") from None
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    from .session import SESSION
+
+    state = config.stash.get(SESSION, None)
+    if state is not None:
+        state.close()
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

@@ -56,7 +56,9 @@ class RemoteError(Exception):
     """Learner code raised an exception whose type only exists in the worker."""
 
 
-_REBUILT = {name: getattr(__builtins__ if isinstance(__builtins__, dict) else __builtins__, name, None)
+import builtins  # noqa: E402
+
+_REBUILT = {name: getattr(builtins, name, None)
             for name in ("ValueError", "TypeError", "KeyError", "IndexError", "RuntimeError",
                          "AssertionError", "ZeroDivisionError", "ArithmeticError", "OverflowError",
                          "FloatingPointError", "NotImplementedError", "AttributeError",
@@ -219,7 +221,7 @@ class WorkerProcess:
     def _died(self, what: str) -> None:
         status = self.kill()
         crash = self.learner_frames(_read(self.crash))
-        self.gone = WorkerGone(f"your code crashed the worker while running {what}: "
+        self.gone = WorkerGone(f"your code crashed the worker ({what}): "
                                f"{describe_status(status, crash)}"
                                + (f"\nYour code's last frames:\n{crash}" if crash else ""))
         raise self.gone
@@ -658,9 +660,9 @@ class Supervisor:
         loaded = Loaded(None)
         at_import = False
         try:
-            with channel.limit(timeout, f"importing {_shown(path, root)}"):
+            with channel.limit(timeout, f"importing {_shown(path)}"):
                 names = channel.call(("load", str(path), str(root)), "import")
-            loaded.module = RemoteModule(channel, names, _shown(path, root))
+            loaded.module = RemoteModule(channel, names, _shown(path))
         except WorkerGone as exc:
             loaded.error, at_import = exc, True
         except BaseException as exc:
@@ -689,9 +691,9 @@ class Supervisor:
             self.server = None
 
 
-def _shown(path: Path, root: Path) -> str:
+def _shown(path: Path) -> str:
     try:
-        return str(Path(root.name) / path.relative_to(root))
+        return str(path.relative_to(Path.cwd().resolve()))
     except ValueError:
         return str(path)
 

@@ -35,6 +35,7 @@ class RunState:
     extra_claims: list = field(default_factory=list)
     _modules: dict[Path, Any] = field(default_factory=dict)
     _supervisor: Supervisor | None = None
+    _refusals: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.ledger = ledger(self.rootdir)
@@ -64,7 +65,9 @@ class RunState:
         if not path.exists():
             raise TargetLoadError(f"no file at {path}")
         timeout = self.timeout or kata.timeout
-        probes = tuple(dict.fromkeys(("attnkata.probes",) + tuple(kata.probes)))
+        checks = tuple(getattr(c.fn, "__module__", "") for c in kata.checks)
+        probes = tuple(m for m in dict.fromkeys(("attnkata.probes",) + tuple(kata.probes) + checks)
+                       if m and m != "__main__")
         module = self.supervisor().module(f"{self.target.slug}:{kata.id}", path.resolve(),
                                           root.resolve(), kata.requires, timeout, probes)
         return module, root
@@ -97,13 +100,15 @@ class RunState:
                             isolate_net=self.isolate_net)
 
     def take_notices(self, kata: Kata) -> list:
-        """What the worker refused on the learner's behalf since the last call."""
+        """What the worker refused on the learner's behalf in this run, for this kata
+        (kept: once code tried to cheat, every later check of the kata says so)."""
         sup = self._supervisor
         worker = sup.worker_for(f"{self.target.slug}:{kata.id}") if sup else None
-        if worker is None or not worker.notices:
-            return []
-        notices, worker.notices = list(worker.notices), []
-        return notices
+        seen = self._refusals.setdefault(kata.id, [])
+        if worker is not None and worker.notices:
+            seen.extend(worker.notices)
+            worker.notices = []
+        return list(seen)
 
     def learner_output(self, kata: Kata) -> str:
         sup = self._supervisor

@@ -203,7 +203,10 @@ def tensor_data(t: Any) -> TensorData:
 
 def raised(exc: BaseException, root: Any = None, not_started: bool = False) -> Raised:
     """``exc`` as text, with the learner's own frames (those under ``root``) when any."""
-    frames = traceback.extract_tb(exc.__traceback__)
+    cause = exc.__cause__
+    if cause is not None and type(cause).__name__ == "OutOfBounds":  # Triton's wrapper: unwrap
+        exc = cause
+    frames = last_frames(exc.__traceback__)
     if root is not None:
         mine = [f for f in frames if str(f.filename).startswith(str(root))]
         if mine:
@@ -215,6 +218,23 @@ def raised(exc: BaseException, root: Any = None, not_started: bool = False) -> R
     tb = "".join(traceback.format_list(frames[-6:])).rstrip()
     return Raised(type(exc).__name__, type(exc).__module__ or "", cut(message), cut(tb),
                   not_started)
+
+
+def last_frames(tb: Any, keep: int = 40, walk: int = 100_000) -> traceback.StackSummary:
+    """The innermost ``keep`` frames of ``tb``, never walking more than ``walk`` links
+    (a learner who raised the recursion limit can leave millions)."""
+    from collections import deque
+
+    last: deque = deque(maxlen=keep)
+    steps = 0
+    while tb is not None and steps < walk:
+        last.append((tb.tb_frame, tb.tb_lineno))
+        tb, steps = tb.tb_next, steps + 1
+    if tb is not None:  # too deep: jump to the innermost frames
+        while tb is not None:
+            last.append((tb.tb_frame, tb.tb_lineno))
+            tb = tb.tb_next
+    return traceback.StackSummary.extract(iter(last), limit=keep, lookup_lines=True)
 
 
 def cut(text: str, limit: int = MAX_TEXT) -> str:
