@@ -83,6 +83,9 @@ def machine_rows() -> list[dict[str, Any]]:
                  "ok": True, "needed_for": "levels 5-6",
                  "fix": "" if mode == "1" else "on a machine without a GPU set TRITON_INTERPRET=1"})
     rows.append(triton_smoke())
+    from .remote import sandbox_rows
+
+    rows.extend(sandbox_rows())
     return rows
 
 

@@ -223,8 +223,10 @@ class Ctx:
             if unwritten_kernel(exc):
                 raise NotStarted(f"{what}: the Triton kernel body is still the stub's "
                                  f"NotImplementedError") from None
-            raise LearnerError(f"{what} raised an exception:\n"
-                               f"{learner_traceback(exc, self.target_root)}") from None
+            tb = learner_traceback(exc, self.target_root).splitlines()
+            frames = "\n".join(tb[:-1])
+            raise LearnerError(f"{what} raised {tb[-1] if tb else type(exc).__name__}"
+                               + (f"\n{frames}" if frames else "")) from None
 
     def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
         """Call the target's ``name`` guarded, and fail if it mutated its inputs."""

@@ -99,7 +99,8 @@ def rebuild(r: wire.Raised) -> BaseException:
 class WorkerConfig:
     """What a worker is allowed, and where its files go."""
 
-    protected: tuple[str, ...] = ()      # folders it may not read (references, saved state)
+    protected: tuple[str, ...] = ()      # folders it may not read (the references)
+    state: tuple[str, ...] = ()          # folders it may not open at all (saved progress)
     modules: tuple[str, ...] = ()        # modules it may not import, beyond the judging ones
     writable: tuple[str, ...] = ()       # folders it may write besides its own temp folder
     probes: tuple[str, ...] = ()         # modules of worker-side probes, imported before learner code
@@ -130,7 +131,8 @@ class WorkerProcess:
                    "stack": str(self.stack), "root": root, "memory": cfg.memory,
                    "fsize": cfg.fsize, "cpu": cfg.cpu, "isolate_net": cfg.isolate_net,
                    "probes": tuple(cfg.probes),
-                   "policy": {"protected": tuple(cfg.protected), "modules": tuple(cfg.modules),
+                   "policy": {"protected": tuple(cfg.protected), "state": tuple(cfg.state),
+                              "modules": tuple(cfg.modules),
                               "writable": tuple(cfg.writable)}}
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock = mine
@@ -399,10 +401,12 @@ class ForkServer:
 class Channel:
     """A worker plus the clock: every proxy call goes through ``call``."""
 
-    def __init__(self, worker: WorkerProcess, timeout: float, budget: float):
+    def __init__(self, worker: WorkerProcess, timeout: float, budget: float,
+                 spent_before: float = 0.0):
         self.worker = worker
         self.timeout = timeout
         self.budget = budget
+        self.spent_before = spent_before     # learner time of this kata's earlier workers
         self.deadline: float | None = None     # set by ``limit`` around a group of calls
         self.what: str | None = None
         self.seconds = timeout
@@ -420,7 +424,7 @@ class Channel:
             self.deadline, self.what, self.seconds = outer
 
     def call(self, req: tuple, what: str) -> Any:
-        spent = self.worker.learner_time
+        spent = self.spent_before + self.worker.learner_time
         if spent > self.budget:
             raise WorkerGone(f"this kata's code has used its whole time budget "
                              f"({self.budget:g} s over all checks): the remaining checks are "
@@ -625,6 +629,7 @@ class Supervisor:
     server: ForkServer | None = None
     live: dict = field(default_factory=dict)       # key -> (WorkerProcess, Loaded)
     isolation: str = "not started yet"
+    spent: dict = field(default_factory=dict)      # key -> learner seconds of closed workers
 
     def _server(self) -> ForkServer:
         if self.server is None:
@@ -656,7 +661,12 @@ class Supervisor:
             cfg = WorkerConfig(**{**cfg.__dict__, "probes": tuple(probes)})
         worker = WorkerProcess(server, cfg, path.name, str(root) + "/")
         self.isolation = worker.isolation
-        channel = Channel(worker, timeout, self.budget)
+        spent = self.spent.get(key, 0.0)
+        if entry is not None:  # the last worker of this kata timed out or crashed
+            spent += entry[0].learner_time
+            self.spent[key] = spent
+            entry[0].close()
+        channel = Channel(worker, timeout, self.budget, spent)
         loaded = Loaded(None)
         at_import = False
         try:
@@ -717,3 +727,47 @@ def parse_size(text: str) -> int | None:
     scale = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}[m.group(2).lower()]
     value = int(float(m.group(1)) * scale)
     return value or None
+
+
+def sandbox_rows() -> list[dict[str, Any]]:
+    """For ``attnkata doctor``: start a real worker and say what its sandbox does here."""
+    import tempfile as _tf
+
+    rows: list[dict[str, Any]] = []
+    with _tf.TemporaryDirectory() as tmp:
+        secret = Path(tmp) / "secret"
+        secret.mkdir()
+        (secret / "answer.txt").write_text("42")
+        course = Path(tmp) / "course" / "level0"
+        course.mkdir(parents=True)
+        (course / "probe.py").write_text(
+            "def read(path):\n    try:\n        return open(path).read()\n"
+            "    except PermissionError:\n        return 'refused'\n")
+        memory = default_memory_limit()
+        sup = Supervisor(WorkerConfig(protected=(str(secret),), memory=memory), timeout=30)
+        try:
+            mod = sup.module("doctor", course / "probe.py", course.parent, ("numpy",), 30)
+            refused = mod.read(str(secret / "answer.txt")) == "refused"
+            rows.append({"name": "Learner-code worker", "found": "runs (a forked, supervised process)",
+                         "ok": True, "needed_for": "every kata: learner code never runs in the grader",
+                         "fix": ""})
+            rows.append({"name": "Reading the references", "found": "refused" if refused else "ALLOWED",
+                         "ok": refused, "needed_for": "honest grading",
+                         "fix": "" if refused else "Python's audit hooks are not working here"})
+            net = sup.isolation
+            rows.append({"name": "Network for learner code", "found": net, "ok": True,
+                         "needed_for": "grading untrusted code",
+                         "fix": "" if net.startswith("on") else
+                         "optional: needs unprivileged user namespaces (Linux; "
+                         "kernel.unprivileged_userns_clone=1)"})
+        except BaseException as exc:  # the doctor reports, never crashes
+            rows.append({"name": "Learner-code worker", "found": f"{type(exc).__name__}: {exc}",
+                         "ok": False, "needed_for": "every kata",
+                         "fix": "report this: the worker process could not start"})
+        finally:
+            sup.close()
+    cap = f"{memory / 2**30:.1f} GiB address space" if memory else "none (an NVIDIA GPU is present)"
+    rows.append({"name": "Memory cap for learner code", "found": cap, "ok": True,
+                 "needed_for": "a runaway allocation fails alone",
+                 "fix": "change with --attnkata-memory-limit or the ini key attnkata_memory_limit"})
+    return rows

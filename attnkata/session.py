@@ -83,7 +83,7 @@ class RunState:
         the saved state, or anything outside its own temporary folder."""
         import os
 
-        protected = [str(self.rootdir / ".attnkata")]
+        protected: list[str] = []
         modules: list[str] = []
         if self.target.name != "solutions":
             protected += [str(p.solutions_dir) for p in self.registry.packs.values()
@@ -95,7 +95,8 @@ class RunState:
         writable = [os.environ["TRITON_CACHE_DIR"]] if os.environ.get("TRITON_CACHE_DIR") else []
         if os.environ.get("TRITON_INTERPRET") != "1":
             writable.append(str(Path.home() / ".triton"))
-        return WorkerConfig(protected=tuple(protected), modules=tuple(modules),
+        state_dir = str(getattr(self.ledger, "path", self.rootdir / ".attnkata" / "x").parent)
+        return WorkerConfig(protected=tuple(protected), state=(state_dir,), modules=tuple(modules),
                             writable=tuple(writable), memory=self.memory_limit,
                             isolate_net=self.isolate_net)
 

@@ -486,6 +486,8 @@ def _check(event: str, args: tuple) -> None:
         if path is None or isinstance(path, int):
             return
         full = _real(path)
+        if _under(full, _POLICY.get("state", ())):
+            _refuse("state", f"tried to open the course's saved progress ({full})")
         if _under(full, _POLICY.get("protected", ())):
             _refuse("reference", f"tried to read the reference ({full})")
         writing = (isinstance(mode, str) and any(c in mode for c in "wax+")) or (
