@@ -27,7 +27,8 @@ def _note(ladder: Ladder, problems: list[PluginProblem]) -> None:
 def _renderables(answer: Any) -> list[Any]:
     from rich.protocol import is_renderable
 
-    found = list(answer or [])
+    single = is_renderable(answer) and not isinstance(answer, (list, tuple))
+    found = [answer] if single else list(answer or [])
     for item in found:
         if not is_renderable(item):
             raise TypeError(f"attnkata_report_sections answered {type(item).__name__}, "
