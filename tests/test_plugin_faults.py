@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import types
 
@@ -163,7 +164,7 @@ def test_doctor_rows_of_odd_types_are_shown_as_text(capsys, monkeypatch):
 
 def test_pytest_run_reports_a_raising_plugin_and_prints_the_ladder(project, monkeypatch):
     """The same through pytest: the plugin is loaded in the run's process."""
-    project.write("../sitecustomize_dir/broken_pack.py",
+    project.write("../extra_plugins/broken_pack.py",
                   "from attnkata import hookimpl\n"
                   "@hookimpl\n"
                   "def attnkata_report_sections():\n"
@@ -171,7 +172,8 @@ def test_pytest_run_reports_a_raising_plugin_and_prints_the_ladder(project, monk
     project.pytester.makeconftest(
         "import attnkata.manager as m\n"
         "m.BUILTIN_PLUGINS = m.BUILTIN_PLUGINS + ('broken_pack',)\n")
-    monkeypatch.setenv("PYTHONPATH", str(project.root / "sitecustomize_dir"))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        [str(project.root / "extra_plugins"), os.environ.get("PYTHONPATH", "")]))
     project.copy_level("level0")
     result, ladder = project.ladder("-k", "level0")
     assert result.ret == 0, result.stdout.str()
