@@ -72,10 +72,13 @@ def test_a_course_turns_it_on(project):
     result.stdout.fnmatch_lines(["attnkata: target=katas*", "*attnkata ladder*"])
 
 
-def test_importing_the_plugin_is_cheap():
-    code = f"import sys, attnkata.pytest_plugin; print([m for m in {HEAVY!r} if m in sys.modules])"
+def test_importing_the_plugin_is_cheap_and_changes_nothing(monkeypatch):
+    """Every pytest run in the environment imports it: no heavy imports, no Triton mode set."""
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    code = ("import os, sys, attnkata.pytest_plugin\n"
+            f"print([m for m in {HEAVY!r} if m in sys.modules], os.environ.get('TRITON_INTERPRET'))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+    assert out.stdout.strip() == "[] None"
 
 
 @pytest.mark.parametrize("text, expected", [
