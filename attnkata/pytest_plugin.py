@@ -126,6 +126,8 @@ def memory_limit(config: pytest.Config) -> int | None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    if not active(config):
+        return
     from .session import SESSION
 
     state = config.stash.get(SESSION, None)
