@@ -74,18 +74,31 @@ def cache_shape_is_filled_part(ctx):
                      f"expected [2, {T}, 4] each", misconception="whole_capacity" if roomy else None)
 
 
+def _filled_cache(ns):
+    cache = ns.KVCache(2, 4, dtype=np.float32)
+    for _ in range(3):
+        cache.append(np.ones((2, 2, 4), np.float32), np.zeros((2, 2, 4), np.float32))
+    return cache
+
+
+def reads_share_memory(ns):
+    """Probe (runs next to the learner's code): do two reads of ``keys`` (and of ``values``)
+    return arrays sharing memory?  ``{"keys": bool, "values": bool}``."""
+    cache = _filled_cache(ns)
+    seen = {}
+    for name in ("keys", "values"):
+        a, b = getattr(cache, name), getattr(cache, name)
+        seen[name] = bool(isinstance(a, np.ndarray) and isinstance(b, np.ndarray)
+                          and np.shares_memory(a, b))
+    return seen
+
+
 @check("keys and values are views of one stored buffer, not fresh copies on every read")
 def cache_returns_views(ctx):
-    def read_twice(ns):
-        cache = ns.KVCache(2, 4, dtype=np.float32)
-        for _ in range(3):
-            cache.append(np.ones((2, 2, 4), np.float32), np.zeros((2, 2, 4), np.float32))
-        return (cache.keys, cache.keys), (cache.values, cache.values)
-
-    (k1, k2), (v1, v2) = ctx.run(lambda: read_twice(ctx.target), "KVCache(2, 4).keys read twice")
-    ctx.expect_scenario(lambda ns: [np.array(a) for a in read_twice(ns)[0]], "KVCache(2, 4).keys")
-    for name, a, b in (("keys", k1, k2), ("values", v1, v2)):
-        if not (isinstance(a, np.ndarray) and np.shares_memory(a, b)):
+    shared = ctx.probe(__name__, "reads_share_memory", what="KVCache(2, 4).keys read twice")
+    ctx.expect_scenario(lambda ns: np.array(_filled_cache(ns).keys), "KVCache(2, 4).keys")
+    for name in ("keys", "values"):
+        if shared.get(name) is not True:
             ctx.fail(f"KVCache.{name}: two reads returned arrays that share no memory, so each "
                      f"read built a new [n_heads, T, head_dim] array (a copy of all T tokens, every "
                      f"decode step)", misconception="copies_on_read")
@@ -94,34 +107,37 @@ def cache_returns_views(ctx):
 GROWTH_TOKENS, GROWTH_BOUND = 2048, 32
 
 
+def growth_allocations(ns, n_heads, head_dim, tokens):
+    """Probe: ``(bytes, len)`` — the sum over ``tokens`` one-token appends of what each
+    allocated at its peak (tracemalloc, in the learner's process), and len(cache) after."""
+    k = np.ones((n_heads, 1, head_dim))
+    v = np.zeros((n_heads, 1, head_dim))
+    cache = ns.KVCache(n_heads, head_dim, dtype=np.float64)
+    was_tracing = tracemalloc.is_tracing()
+    if not was_tracing:
+        tracemalloc.start()
+    total = 0
+    try:
+        for _ in range(tokens):
+            before = tracemalloc.get_traced_memory()[0]
+            tracemalloc.reset_peak()
+            cache.append(k, v)
+            total += max(0, tracemalloc.get_traced_memory()[1] - before)
+    finally:
+        if not was_tracing:
+            tracemalloc.stop()
+    return int(total), len(cache)
+
+
 @check(f"growth is amortised O(1): {GROWTH_TOKENS} one-token appends allocate at most "
        f"{GROWTH_BOUND}× the final K+V size in total (tracemalloc)")
 def cache_growth_amortised(ctx):
     n_heads, head_dim = 2, 16
-    k = np.ones((n_heads, 1, head_dim))
-    v = np.zeros((n_heads, 1, head_dim))
-
-    def grow():
-        cache = ctx.target.KVCache(n_heads, head_dim, dtype=np.float64)
-        was_tracing = tracemalloc.is_tracing()
-        if not was_tracing:
-            tracemalloc.start()
-        total = 0
-        try:
-            for _ in range(GROWTH_TOKENS):
-                before = tracemalloc.get_traced_memory()[0]
-                tracemalloc.reset_peak()
-                cache.append(k, v)
-                total += max(0, tracemalloc.get_traced_memory()[1] - before)
-        finally:
-            if not was_tracing:
-                tracemalloc.stop()
-        return total, len(cache)
-
-    total, n = ctx.run(grow, f"{GROWTH_TOKENS} appends of one token to KVCache(2, 16)")
+    total, n = ctx.probe(__name__, "growth_allocations", n_heads, head_dim, GROWTH_TOKENS,
+                         what=f"{GROWTH_TOKENS} appends of one token to KVCache(2, 16)")
     if n != GROWTH_TOKENS:
         ctx.fail(f"KVCache: after {GROWTH_TOKENS} one-token appends len(cache) is {n!r}")
-    final = 2 * k.nbytes * GROWTH_TOKENS
+    final = 2 * n_heads * head_dim * 8 * GROWTH_TOKENS
     ctx.record(f"{GROWTH_TOKENS} one-token appends allocated {total / final:.1f}× the final cache "
                f"size (tracemalloc)")
     if total > GROWTH_BOUND * final:

@@ -238,6 +238,14 @@ def _draws(fn, seed, n, kw):
     return [fn(LOGITS.copy(), rng, **kw) for _ in range(n)]
 
 
+def draws(ns, seeds, n, kw):
+    """Probe (runs next to the learner's code): for each seed, ``n`` tokens drawn by
+    ``sample_next`` from ONE Generator, as the learner returned them.  The Generator
+    must live where the draws happen: sent to the worker per call, it would arrive as
+    a fresh copy every time and repeat the same draw."""
+    return [_draws(ns.sample_next, seed, n, kw) for seed in seeds]
+
+
 def _freqs(samples):
     return np.bincount(np.asarray(samples, dtype=np.int64), minlength=LOGITS.size) / len(samples)
 
@@ -271,8 +279,7 @@ def sample_frequencies(ctx):
     for i, kw in enumerate(CONFIGS):
         what = "sample_next(logits, rng" + "".join(f", {k}={v}" for k, v in kw.items()) + ")"
         ctx.call("sample_next", LOGITS.copy(), np.random.default_rng(i), **kw)  # guards mutation
-        fn = ctx.entry("sample_next")
-        samples = ctx.run(lambda: _draws(fn, 1000 + i, DRAWS, kw), f"{DRAWS} × {what}")
+        samples, = ctx.probe(__name__, "draws", (1000 + i,), DRAWS, kw, what=f"{DRAWS} × {what}")
         _check_tokens(ctx, samples, what)
         want = _probs(LOGITS / kw.get("temperature", 1.0), kw.get("top_k"), kw.get("top_p"))
         got = _freqs(samples)
@@ -304,10 +311,10 @@ def _diagnose(ctx, kw, got):
 
 @check("draws come from the rng argument: the same seed repeats them, other seeds change them")
 def sample_uses_rng(ctx):
-    fn = ctx.entry("sample_next")
+    ctx.entry("sample_next")
     kw = {"temperature": 2.0}
-    a, b, c, d = ctx.run(lambda: [_draws(fn, s, 40, kw) for s in (123, 123, 124, 125)],
-                         "sample_next with seeded Generators")
+    a, b, c, d = ctx.probe(__name__, "draws", (123, 123, 124, 125), 40, kw,
+                           what="sample_next with seeded Generators")
     _check_tokens(ctx, a, "sample_next(logits, rng, temperature=2.0)")
     if a != b:
         ctx.fail("sample_next: two Generators with the same seed gave different tokens, so the "

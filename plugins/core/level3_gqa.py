@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import tracemalloc
-
 import numpy as np
 from hypothesis import strategies as st
 
@@ -54,7 +52,9 @@ def head_mapping_rejects(ctx):
             except NotImplementedError:
                 raise
             except Exception as exc:  # the wrong kind of error is feedback, not a crash
-                return type(exc).__name__, exc
+                # raised in the worker: a type only the worker knows comes back as
+                # RemoteError, its own name in learner_type
+                return getattr(exc, "learner_type", type(exc).__name__), exc
 
         what = f"kv_head_for{args}"
         outcome, value = ctx.run(attempt, what)
@@ -208,9 +208,8 @@ def gqa_no_repeat(ctx):
         q = rng.standard_normal((1, h_q, 1, 64)).astype(np.float32)
         k, v = rng.standard_normal((2, 1, h_kv, 4096, 64)).astype(np.float32)
         ctx.expect("gqa_attention", q[:, :, :, :8], k[:, :, :33, :8], v[:, :, :33, :8])
-        fn = ctx.entry("gqa_attention")
-        peak = peak_bytes(ctx, lambda: fn(q, k, v), f"gqa_attention(q [1, {h_q}, 1, 64], "
-                                                      f"k, v [1, {h_kv}, 4096, 64])")
+        what = f"gqa_attention(q [1, {h_q}, 1, 64], k, v [1, {h_kv}, 4096, 64])"
+        peak = peak_bytes(ctx, "gqa_attention", (q, k, v), {}, what)
         scores = 4 * h_q * 4096                                  # one float32 score row per head
         budget = 4 * (k.nbytes + v.nbytes) + 8 * scores
         repeated = (h_q // h_kv) * (k.nbytes + v.nbytes)
@@ -224,19 +223,11 @@ def gqa_no_repeat(ctx):
                      misconception="repeat_materialised")
 
 
-def peak_bytes(ctx, thunk, what):
-    """Peak bytes allocated while running learner code ``thunk`` (tracemalloc)."""
-    was_tracing = tracemalloc.is_tracing()
-    if not was_tracing:
-        tracemalloc.start()
-    try:
-        base = tracemalloc.get_traced_memory()[0]
-        tracemalloc.reset_peak()
-        ctx.run(thunk, what)
-        return tracemalloc.get_traced_memory()[1] - base
-    finally:
-        if not was_tracing:
-            tracemalloc.stop()
+def peak_bytes(ctx, name, args, kwargs, what):
+    """Peak bytes allocated while the target's ``name(*args, **kwargs)`` runs, measured by
+    tracemalloc in the learner's own process (the worker), beyond what was live before."""
+    ctx.entry(name)
+    return ctx.probe("attnkata.probes", "peak_call", name, args, kwargs, what=what)["peak"]
 
 
 def _attend(q, k, v, mask, scale=True, empty_nan=False):

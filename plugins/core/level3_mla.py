@@ -175,9 +175,8 @@ def mla_absorb_no_keys(ctx):
     w_uk = rng.standard_normal((MLA_DC, MLA_D)).astype(np.float32)
     w_uv = rng.standard_normal((MLA_DC, MLA_DV)).astype(np.float32)
     ctx.expect("mla_attention", q, c_kv[:40], w_uk, w_uv, absorb=True)
-    fn = ctx.entry("mla_attention")
     what = f"mla_attention(q [1, {MLA_D}], c_kv [{MLA_N}, {MLA_DC}], ..., absorb=True)"
-    peak = peak_bytes(ctx, lambda: fn(q, c_kv, w_uk, w_uv, absorb=True), what)
+    peak = peak_bytes(ctx, "mla_attention", (q, c_kv, w_uk, w_uv), {"absorb": True}, what)
     k_bytes = MLA_N * MLA_D * 4
     ctx.record(f"absorbed path peak {peak / 1e6:.2f} MB vs {k_bytes / 1e6:.1f} MB for the keys "
                f"(tracemalloc, N={MLA_N})")

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from attnkata import Claim, Kata, Misconception, Prediction, check
 from attnkata.strategies import filled, qkv, seeds, sizes
 
-from .level4_probe import Log, call_watched, causal_allowed, plain_attention, score_max, watch
+from .level4_probe import call_watched, causal_allowed, plain_attention, score_max
 from .level4_tiled import judge_tiles
 
 
@@ -113,12 +113,11 @@ def backward_counts_tiles(ctx):
                                                (20, 20, 6, 7, False)):
         q, k, v, do = (ctx.rng.standard_normal((n, 8)) for n in (n_q, n_k, n_k, n_q))
         o, lse = plain_attention(q, k, v, causal)
-        log = Log()
         kw = dict(block_q=block_q, block_k=block_k, causal=causal)
         what = (f"tiled_attention_backward(q=[{n_q}, 8], k=[{n_k}, 8], block_q={block_q}, "
                 f"block_k={block_k}, causal={causal})")
-        got = call_watched(ctx, "tiled_attention_backward",
-                           (watch(q, "q", log), watch(k, "k", log), v, o, lse, do), kw, log, what)
+        got, log = call_watched(ctx, "tiled_attention_backward", (q, k, v, o, lse, do), kw,
+                                {0: "q", 1: "k"}, what)
         ctx.match(got, ctx.reference("tiled_attention_backward", q, k, v, o, lse, do, **kw), what,
                   rerun=lambda ns: _run(ns, q, k, v, do, **kw))
         judge_tiles(ctx, log, what, n_q, n_k, block_q, block_k, causal, passes=(1, 2))
@@ -166,6 +165,7 @@ TILED_ATTENTION_BACKWARD = Kata(
     title="FlashAttention's backward: recompute the tiles from lse, never store P",
     path="level4/tiled_attention_backward.py",
     entries=("tiled_attention_backward",),
+    probes=("attnkata_plugins.core.level4_probe",),  # watched_call runs in the worker
     checks=(backward_matches_autograd, backward_matches_reference, backward_square,
             backward_empty_queries, backward_counts_tiles),
     predictions=(

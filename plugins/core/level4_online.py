@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from attnkata import Claim, Kata, Misconception, Prediction, check
 from attnkata.strategies import FLOAT_DTYPES, batch_dims, filled, seeds, sizes
 
-from .level4_probe import Log, as_arrays, call_watched, watch
+from .level4_probe import as_arrays, call_watched
 
 
 def full_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -82,9 +82,9 @@ def online_empty_rows(ctx):
 def online_reads_in_blocks(ctx):
     for n, block in ((53, 8), (40, 5), (9, 4)):
         x = ctx.rng.standard_normal(n) * 3
-        log = Log(propagate=False)
         what = f"online_softmax(x=[{n}], block={block})"
-        got = as_arrays(call_watched(ctx, "online_softmax", (watch(x, "x", log), block), {}, log, what))
+        got, log = call_watched(ctx, "online_softmax", (x, block), {}, {0: "x"}, what, propagate=False)
+        got = as_arrays(got)
         ctx.match(got, as_arrays(ctx.reference("online_softmax", x, block)), what,
                   rerun=lambda ns: as_arrays(ns.online_softmax(x.copy(), block)))
         if log.widest_read == 0:
@@ -152,6 +152,7 @@ ONLINE_SOFTMAX = Kata(
     title="Online softmax: a running max and a running sum, one block at a time",
     path="level4/online_softmax.py",
     entries=("online_softmax",),
+    probes=("attnkata_plugins.core.level4_probe",),  # watched_call runs in the worker
     checks=(online_matches_reference, online_equals_full_softmax, online_empty_rows,
             online_reads_in_blocks),
     predictions=(

@@ -8,7 +8,11 @@ computes, and how much memory it holds at its peak — sizes, never time.
   shape is logged.  What the learner must do to be counted: compute each score tile with
   ``@`` (or ``np.matmul``/``einsum``) on slices of ``q`` and ``k``, and not strip the
   arrays with ``np.asarray`` / ``np.array`` (``np.asanyarray`` is fine).
-- :func:`peak_bytes` — tracemalloc's peak during one call, beyond what existed before.
+- :func:`watched_call` — the worker-side probe that hands the learner watched arrays and
+  sends back what their Log saw; :func:`call_watched` is the check's side of it.
+- :func:`peak_bytes` — tracemalloc's peak during one call, beyond what existed before
+  (for in-process measurements of reference code; checks measure learner code with
+  ``attnkata.probes.peak_call``, in the worker).
 - :func:`plain_attention` — softmax(QKᵀ/√d)·V with the end-aligned causal mask, written
   independently of any kata's reference, and returning ``(o, lse)``.
 """
@@ -238,19 +242,34 @@ def mib(n: float) -> str:
 # Calling learner code with watched inputs
 # ---------------------------------------------------------------------------
 
-def call_watched(ctx: Any, name: str, args: tuple, kwargs: dict, log: Log, what: str) -> Any:
-    """Guarded call of the target's ``name`` that records into ``log`` only while it runs."""
-    fn = ctx.entry(name)
+def watched_call(module: Any, name: str, args: tuple, kwargs: dict, tags: dict,
+                 propagate: bool = True) -> tuple[Any, dict]:
+    """Probe (runs next to the learner's code, in its worker): ``module.name`` called
+    with the positional arguments at the indices of ``tags`` watched under those tags.
 
-    def thunk() -> Any:
-        log.active = True
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            log.active = False
+    Returns ``(output with plain arrays, {"tiles": [(rows, cols)...], "widest_read": n})``.
+    The watched arrays and their Log must live where the learner's code runs: sent
+    across, an ndarray subclass arrives as a copy whose Log the judge never sees."""
+    log = Log(propagate=propagate, active=False)
+    args = tuple(watch(a, tags[i], log) if i in tags else a for i, a in enumerate(args))
+    fn = getattr(module, name)
+    log.active = True
+    try:
+        out = fn(*args, **kwargs)
+    finally:
+        log.active = False
+    return unwatch(out), {"tiles": [tuple(t) for t in log.tiles], "widest_read": log.widest_read}
 
-    log.active = False
-    return unwatch(ctx.run(thunk, what))
+
+def call_watched(ctx: Any, name: str, args: tuple, kwargs: dict, tags: dict, what: str,
+                 propagate: bool = True) -> tuple[Any, Log]:
+    """Guarded call of the target's ``name`` with the arguments at the indices of ``tags``
+    watched (see :func:`watched_call`): ``(output, Log of what it saw)``."""
+    ctx.entry(name)
+    out, seen = ctx.probe(__name__, "watched_call", name, args, kwargs, tags, propagate, what=what)
+    log = Log(propagate=propagate, active=False, widest_read=int(seen["widest_read"]))
+    log.tiles = [(int(r), int(c)) for r, c in seen["tiles"]]
+    return out, log
 
 
 def as_arrays(out: Any) -> Any:

@@ -8,8 +8,7 @@ from hypothesis import strategies as st
 from attnkata import Claim, Kata, Misconception, Prediction, check
 from attnkata.strategies import FLOAT_DTYPES, qkv, sizes
 
-from .level4_probe import (Log, attention_tol, call_watched, live_tiles, loglog_slope, mib, nbytes,
-                           peak_bytes, plain_attention, watch)
+from .level4_probe import attention_tol, call_watched, live_tiles, loglog_slope, mib, plain_attention
 
 MEMORY_SIZES = (512, 1024, 2048, 4096)
 MEMORY_D, MEMORY_BLOCK = 64, 64
@@ -74,10 +73,9 @@ def tiled_counts_tiles(ctx):
         q = ctx.rng.standard_normal((n_q, 8))
         k = ctx.rng.standard_normal((n_k, 8))
         v = ctx.rng.standard_normal((n_k, 8))
-        log = Log()
         kw = dict(block_q=block_q, block_k=block_k, causal=causal)
         what = f"tiled_attention(q=[{n_q}, 8], k=[{n_k}, 8], block_q={block_q}, block_k={block_k}, causal={causal})"
-        got = call_watched(ctx, "tiled_attention", (watch(q, "q", log), watch(k, "k", log), v), kw, log, what)
+        got, log = call_watched(ctx, "tiled_attention", (q, k, v), kw, {0: "q", 1: "k"}, what)
         ctx.match(got, ctx.reference("tiled_attention", q, k, v, **kw), what,
                   rerun=lambda ns: ns.tiled_attention(q.copy(), k.copy(), v.copy(), **kw))
         judge_tiles(ctx, log, what, n_q, n_k, block_q, block_k, causal, passes=(1,))
@@ -114,14 +112,14 @@ def judge_tiles(ctx, log, what, n_q, n_k, block_q, block_k, causal, passes):
 def tiled_memory_linear(ctx):
     small = ctx.rng.standard_normal((3, 70, 16)).astype(np.float32)
     _expect_tiled(ctx, small[0], small[1], small[2], MEMORY_BLOCK, MEMORY_BLOCK, False)
-    fn = ctx.entry("tiled_attention")
+    ctx.entry("tiled_attention")
     peaks = []
     for n in MEMORY_SIZES:
         q, k, v = (ctx.rng.standard_normal((n, MEMORY_D)).astype(np.float32) for _ in range(3))
-        peak, out = ctx.run(lambda: peak_bytes(lambda: fn(q, k, v, MEMORY_BLOCK, MEMORY_BLOCK)),
-                            f"tiled_attention(q=[{n}, {MEMORY_D}] float32) under tracemalloc")
-        peaks.append(max(peak - nbytes(out), 1))
-        del out
+        seen = ctx.probe("attnkata.probes", "peak_call", "tiled_attention",
+                         (q, k, v, MEMORY_BLOCK, MEMORY_BLOCK),
+                         what=f"tiled_attention(q=[{n}, {MEMORY_D}] float32) under tracemalloc")
+        peaks.append(max(seen["peak"] - seen["out_bytes"], 1))
     slope = loglog_slope(list(MEMORY_SIZES), peaks)
     figures = ", ".join(f"N={n}: {mib(p)}" for n, p in zip(MEMORY_SIZES, peaks))
     ctx.record(f"tracemalloc peaks {figures} (log-log slope {slope:.2f})")
@@ -203,6 +201,7 @@ TILED_ATTENTION = Kata(
     title="FlashAttention's forward: score tiles, online softmax, O(N) memory",
     path="level4/tiled_attention.py",
     entries=("tiled_attention",),
+    probes=("attnkata_plugins.core.level4_probe",),  # watched_call runs in the worker
     checks=(tiled_matches_reference, tiled_broadcasts, tiled_empty_queries, tiled_counts_tiles,
             tiled_memory_linear),
     predictions=(
