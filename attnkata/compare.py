@@ -50,6 +50,10 @@ def shape_str(x: Any) -> str:
 
 
 def _kind(x: Any) -> str:
+    from .remote import RemoteObject
+
+    if isinstance(x, RemoteObject):
+        return f"an object of your class {x._type()}"
     if is_tensor(x):
         return "torch tensor"
     if isinstance(x, np.ndarray):
@@ -144,6 +148,10 @@ def _compare_arrays(got: Any, want: Any, tol: tuple[float, float] | None, label:
 
 
 def _short(x: Any) -> str:
+    from .remote import RemoteObject
+
+    if isinstance(x, RemoteObject):
+        return "(not an array, a number or a tuple of them)"
     if isinstance(x, np.ndarray) or is_tensor(x):
         return f"{shape_str(x)} {dtype_name(x)}"
     return repr(x)[:60]

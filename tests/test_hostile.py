@@ -194,3 +194,20 @@ def test_no_cheat_is_ready(hostile_run):
     ready = {k["id"] for k in ladder["katas"] if k["status"] == "ready"}
     honest = {_kata(ladder, rel)["id"] for rel, case in CASES.items() if case[2] == "ready"}
     assert ready == honest
+
+
+def test_a_crash_never_keeps_an_earlier_ready(project):
+    """Ready on one run, then the kata aborts its worker: this run's verdict is saved."""
+    from conftest import statuses
+
+    project.solution("level0/qk_scores.py")
+    _, ladder = project.ladder("katas/level0/qk_scores.py")
+    assert statuses(ladder)["qk_scores"] == "ready"
+    project.write("level0/qk_scores.py", _solution("level0/qk_scores.py")
+                  + "\n_real = qk_scores\ndef qk_scores(q, k):\n    import os\n    os.abort()\n")
+    result, ladder = project.ladder("katas/level0/qk_scores.py")
+    assert statuses(ladder)["qk_scores"] == "failing"
+    assert "SIGABRT" in result.stdout.str()
+    report = project.pytester.run(sys.executable, "-m", "attnkata", "--root", str(project.root),
+                                  "report")
+    assert "ready (earlier run)" not in report.stdout.str()
