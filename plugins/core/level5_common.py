@@ -7,6 +7,7 @@ and a broken Triton install reaches the framework as "unavailable", never as a c
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import re
@@ -16,6 +17,7 @@ from typing import Any, Callable
 from hypothesis import strategies as st
 
 from attnkata import check
+from attnkata.compare import describe
 from attnkata.harness import LearnerError, NotStarted, Unavailable
 
 # (rtol, atol) for attention outputs and gradients, by input dtype. fp32 runs full-precision
@@ -87,28 +89,21 @@ def kernel_check(doc: str) -> Callable[[Callable[[Any], None]], Any]:
 
 
 # ---------------------------------------------------------------------------
-# Banned shortcuts: record the torch calls a learner's entry makes
+# Banned shortcuts: record, next to the learner's code, the torch calls an entry makes
 # ---------------------------------------------------------------------------
 
-def record_torch_calls(thunk: Callable[[], Any]) -> tuple[Any, list[tuple[str, tuple]]]:
-    """Run ``thunk`` under a ``TorchFunctionMode``; return its result and, for each torch
-    call made, ``(name, shapes of the tensors it returned)``."""
-    import torch
-    from torch.overrides import TorchFunctionMode
+def torch_calls(ctx: Any, name: str, args: tuple, kwargs: dict) -> tuple[Any, list[tuple[str, tuple]]]:
+    """Call the learner's ``name`` under a ``TorchFunctionMode`` in its own process (the
+    worker-side probe :func:`attnkata.probes.torch_calls`); return its result and, for each
+    torch call made, ``(name, shapes of the tensors it returned)``.
 
-    seen: list[tuple[str, tuple]] = []
-
-    class Recorder(TorchFunctionMode):
-        def __torch_function__(self, func, types, args=(), kwargs=None):
-            out = func(*args, **(kwargs or {}))
-            outs = out if isinstance(out, (tuple, list)) else (out,)
-            shapes = tuple(tuple(o.shape) for o in outs if isinstance(o, torch.Tensor))
-            seen.append((getattr(func, "__name__", repr(func)), shapes))
-            return out
-
-    with Recorder():
-        result = thunk()
-    return result, seen
+    A recorder in the judging process would see none of the worker's calls.  What it
+    reports is the learner's process's word: it names a refusal, and the outputs are still
+    compared here.  Inputs are copies, so a call that mutates them changes nothing here.
+    """
+    ctx.entry(name)
+    return ctx.probe("attnkata.probes", "torch_calls", name, copy.deepcopy(args),
+                     copy.deepcopy(kwargs), what=describe(name, args, kwargs))
 
 
 ATTENTION_SHORTCUTS = ("scaled_dot_product_attention", "multi_head_attention_forward",
@@ -118,13 +113,13 @@ ATTENTION_SHORTCUTS = ("scaled_dot_product_attention", "multi_head_attention_for
 def refuse_torch_attention(ctx: Any, name: str, args: tuple, kwargs: dict, n: int) -> Any:
     """Call the learner's ``name`` and refuse it if torch did the attention: SDPA, or any
     torch op that produced an ``N × N`` tensor (the score matrix a flash kernel never builds)."""
-    out, seen = record_torch_calls(lambda: ctx.call(name, *args, **kwargs))
+    out, seen = torch_calls(ctx, name, args, kwargs)
     for fn, shapes in seen:
         if fn in ATTENTION_SHORTCUTS:
             ctx.fail(f"kata {ctx.kata.id}: refused — {name} called torch's `{fn}`. This kata "
                      f"asks for the attention itself in a Triton kernel; torch's fused attention "
                      f"is what the bench plugin compares your kernel against.")
-        square = [s for s in shapes if len(s) >= 2 and s[-2:] == (n, n)]
+        square = [s for s in shapes if len(s) >= 2 and tuple(s[-2:]) == (n, n)]
         if square:
             ctx.fail(f"kata {ctx.kata.id}: refused — {name} built an N × N tensor "
                      f"{list(square[0])} with torch `{fn}` (N = {n}). FlashAttention never "

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from attnkata import Claim, Fake, Kata, Misconception, Prediction
 
-from .level5_common import device, dtype_names, kernel_check, record_torch_calls, torch_dtype
+from .level5_common import device, dtype_names, kernel_check, torch_calls, torch_dtype
 
 COLS = (1, 3, 16, 17, 40, 100, 1000)
 
@@ -66,7 +66,7 @@ def softmax_strided_rows(ctx):
 @kernel_check("every row sums to 1; the kernel, not torch, computes the softmax")
 def softmax_is_a_kernel(ctx):
     x = _matrix((5, 100), "float32", 3.0, 11)
-    y, seen = record_torch_calls(lambda: ctx.call("triton_softmax", x))
+    y, seen = torch_calls(ctx, "triton_softmax", (x,), {})
     used = sorted({fn for fn, _ in seen if fn in _TORCH_MATH})
     if used:
         ctx.fail(f"kata triton_softmax: refused — triton_softmax called torch `{used[0]}`. "

@@ -14,7 +14,7 @@ from attnkata import Claim, Kata, Misconception, Prediction, check
 
 from . import level7_torch as T
 from .level7_overlap import RING_OVERLAP
-from .level7_ring import expect_ring, make_case, seeded_cases
+from .level7_ring import PROBE_MODULE, expect_ring, make_case, seeded_cases
 from .level7_sim import RING_ATTENTION_SIM
 from .level7_zigzag import ZIGZAG_SHARDS
 
@@ -169,6 +169,10 @@ RING_ATTENTION = Kata(
         "mask from that rank's global positions (contiguous or zigzag, as `layout` says).",
     ),
     requires=("torch", "gloo"),
+    # the ranks run next to the learner's code: level7_ring.ring_on_ranks, a worker-side probe;
+    # a call covers every case of a check (each case bounded by level7_procs' own deadlines)
+    probes=(PROBE_MODULE,),
+    timeout=60.0,
 )
 
 KATAS = (RING_ATTENTION_SIM, ZIGZAG_SHARDS, RING_OVERLAP, RING_ATTENTION)

@@ -9,11 +9,14 @@ stay its own and a hang is pinned to one case.
 Choices, and why:
 
 - **fork, not spawn.**  The learner's kata is imported from a file path into a
-  synthetic package (``attnkata.target``), and misconceptions and generic fakes are
-  closures or namespaces: none of them pickles by reference into a fresh interpreter.
-  A forked child inherits them, and the inputs, for free; torch is already imported,
-  so a rank starts in a few milliseconds.  Fork exists on Linux and macOS; elsewhere
-  the katas that need it are reported unavailable.
+  synthetic package (in its worker, see :mod:`attnkata.worker`), and misconceptions and
+  generic fakes are closures or namespaces: none of them pickles by reference into a
+  fresh interpreter.  A forked child inherits them, and the inputs, for free; torch is
+  already imported, so a rank starts in a few milliseconds.  For learner code the ranks
+  are forked from the learner's worker (``level7_ring.ring_on_ranks``, a worker-side
+  probe), never from the judging process: they share the worker's sandbox and process
+  group, so the judge's kill of that group on a timeout ends every rank too.  Fork
+  exists on Linux and macOS; elsewhere the katas that need it are reported unavailable.
 - **A FileStore rendezvous** (``file://`` in a fresh temp dir) instead of a TCP port:
   no port to choose, so no race with other processes or ``pytest -n``.  gloo's own
   connections bind to ephemeral ports.
@@ -48,6 +51,8 @@ from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from attnkata.wire import raised
+
 from .level7_probe import SLOT, Refused
 
 #: seconds a case may run before its unfinished ranks are stopped
@@ -73,6 +78,16 @@ class RankError(Exception):
         super().__init__(message)
         self.kind, self.ranks, self.case, self.message = kind, tuple(ranks), case, message
         self.logs = logs or {}
+
+    def as_data(self) -> dict:
+        """Plain data, to cross from a learner's worker to the judging process."""
+        return {"kind": str(self.kind), "ranks": tuple(int(r) for r in self.ranks),
+                "case": int(self.case), "message": str(self.message),
+                "logs": {int(r): str(t) for r, t in self.logs.items()}}
+
+    @classmethod
+    def from_data(cls, data: dict) -> "RankError":
+        return cls(data["kind"], data["ranks"], data["case"], data["message"], data["logs"])
 
 
 def fork_available() -> bool:
@@ -290,8 +305,6 @@ def _worker(rank: int, world_size: int, world: _World, backend: str, job: Callab
 
 def _run_case(rank: int, world_size: int, job: Callable, case: Any, state: dict,
               learner_root: Path | None) -> tuple:
-    from attnkata.harness import learner_traceback
-
     try:
         result = job(rank, world_size, case, state)
     except NotImplementedError as exc:
@@ -300,12 +313,24 @@ def _run_case(rank: int, world_size: int, job: Callable, case: Any, state: dict,
         return ("error", "refused", f"rank {rank}: {exc}")
     except BaseException as exc:  # untrusted code: every failure is feedback
         return ("error", "raised", f"rank {rank} of {world_size} raised an exception:\n"
-                                   f"{learner_traceback(exc, learner_root)}")
+                                   f"{_traceback(exc, learner_root)}")
     try:
         return ("ok", pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
     except Exception as exc:
         return ("error", "raised", f"rank {rank} returned something that cannot be sent back "
                                    f"to the test: {type(exc).__name__}: {exc}")
+
+
+def _traceback(exc: BaseException, root: Path | None) -> str:
+    """The learner's frames (those under ``root``) and the error line, formatted here.
+
+    :func:`attnkata.wire.raised`, not the judging side's formatter: ranks may run inside a
+    learner's worker, which refuses to import the judging modules."""
+    r = raised(exc, str(root) if root is not None else None)
+    text = r.message
+    if isinstance(exc, KeyError) and exc.args:
+        text = str(exc.args[0])
+    return (r.traceback + "\n" if r.traceback.strip() else "") + f"{r.type_name}: {text}"
 
 
 def _send(conn: Any, msg: tuple) -> None:

@@ -1,8 +1,10 @@
 """Level 7 · ring_attention: the ring on real processes (torch.distributed, gloo on CPU).
 
-Every check forks a small world of ranks (``level7_procs.run_ranks``), hands rank r its
-shard, calls the learner's ``ring_attention`` under a :class:`CommProbe`, and compares
-each rank's output with full attention computed on the whole sequence.  A mismatch is
+Every check forks a small world of ranks (``level7_procs.run_ranks``) from the learner's
+worker (the probe :func:`ring_on_ranks`), hands rank r its shard, calls the learner's
+``ring_attention`` under a :class:`CommProbe`, and brings each rank's output, error and
+counters back as data; the judging process compares each output with full attention
+computed on the whole sequence (never sent to the worker).  A mismatch is
 rerun with each misconception that changes outputs; behaviours that do not change
 outputs (a deadlock, blocking transfers, an extra rotation, a collective) are named by
 what the ranks did.  Inputs are seeded random cases, not hypothesis examples: each
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from attnkata.compare import compare, describe
@@ -49,6 +52,11 @@ class RingCase:
         return describe("ring_attention", (self.q[0], self.k[0], self.v[0]), kwargs) + \
             f" on {world_size} ranks"
 
+    def inputs(self) -> dict:
+        """What the ranks are given: shards and switches, never the expected outputs."""
+        return {"q": self.q, "k": self.k, "v": self.v, "causal": self.causal,
+                "layout": self.layout, "groups": self.groups}
+
 
 # ---------------------------------------------------------------------------
 # Inputs
@@ -84,57 +92,113 @@ def seeded_cases(rng: Any, world_size: int, causal: bool, layout: str = "contigu
 
 
 # ---------------------------------------------------------------------------
-# Running on the ranks
+# Running on the ranks: in the learner's worker (a probe), judged here
 # ---------------------------------------------------------------------------
 
-def call_on_rank(fn: Any, rank: int, world_size: int, case: RingCase, state: dict) -> dict:
-    """What each rank runs: the learner's ring_attention on its shard, watched."""
+#: the module of :func:`ring_on_ranks`, named in the kata's ``probes``
+PROBE_MODULE = __name__
+
+
+def call_on_rank(fn: Any, rank: int, world_size: int, case: dict, state: dict) -> dict:
+    """What each rank runs: the learner's ring_attention on its shard, watched.
+
+    ``case`` is :meth:`RingCase.inputs`. Runs in a rank forked from the learner's
+    worker: it imports nothing from the judging side."""
     import torch.distributed as dist
 
-    from attnkata.compare import changed, snapshot
-
-    kwargs: dict = {"causal": case.causal}
-    if case.groups:
+    kwargs: dict = {"causal": case["causal"]}
+    if case["groups"]:
         if "groups" not in state:  # every rank creates every group, in the same order
-            state["groups"] = [dist.new_group(list(ranks)) for ranks in case.groups]
-        kwargs["group"] = next(g for g, ranks in zip(state["groups"], case.groups) if rank in ranks)
-    if case.layout != "contiguous":
-        kwargs["layout"] = case.layout
-    q, k, v = case.q[rank], case.k[rank], case.v[rank]
-    before = snapshot((q, k, v))
+            state["groups"] = [dist.new_group(list(ranks)) for ranks in case["groups"]]
+        kwargs["group"] = next(g for g, ranks in zip(state["groups"], case["groups"]) if rank in ranks)
+    if case["layout"] != "contiguous":
+        kwargs["layout"] = case["layout"]
+    q, k, v = case["q"][rank], case["k"][rank], case["v"][rank]
+    before = [t.detach().clone() for t in (q, k, v)]
     with CommProbe() as probe:
         out = fn(q, k, v, **kwargs)
-    mutated = [name for name, b, a in zip("qkv", before, (q, k, v)) if changed(b, a)]
+    mutated = [name for name, b, a in zip("qkv", before, (q, k, v)) if _changed(b, a)]
     return {"out": out, "probe": probe.summary(), "mutated": mutated}
 
 
-def launch(ctx: Any, fn: Any, world_size: int, cases: list[RingCase]) -> list[list[dict]]:
-    """Run ``fn`` on every case; a rank's failure becomes the kata's outcome."""
+def _changed(before: Any, after: Any) -> bool:
+    import torch
+
+    a = after.detach()
+    return not (before.shape == a.shape and bool(torch.equal(before.isnan(), a.isnan()))
+                and bool(torch.equal(before.nan_to_num(0.0), a.nan_to_num(0.0))))
+
+
+def ring_on_ranks(module: Any, world_size: int, cases: list, learner_root: str | None = None,
+                  entry: str = "ring_attention") -> dict:
+    """Worker-side probe: ``module.<entry>`` on ``world_size`` gloo ranks, case by case.
+
+    Called next to the learner's code (``ctx.probe``), so the ranks are forked from the
+    learner's worker, inside its sandbox and process group.  Returns plain data:
+    ``{"results": results[case][rank]}`` (each ``{"out", "probe", "mutated"}``) or
+    ``{"error": RankError.as_data()}``.  The judging process compares the outputs."""
+    fn = getattr(module, entry)
+    root = Path(learner_root) if learner_root else None
+    try:
+        return {"results": run_ranks(world_size, functools.partial(call_on_rank, fn), cases,
+                                     learner_root=root)}
+    except RankError as err:
+        return {"error": err.as_data()}
+
+
+def launch(ctx: Any, world_size: int, cases: list[RingCase]) -> list[list[dict]]:
+    """Run the learner's ring_attention on every case; a rank's failure becomes the kata's
+    outcome.  The ranks run next to the learner's code (:func:`ring_on_ranks`)."""
     if not fork_available():
         raise Unavailable("the ring attention tests fork processes (Linux or macOS)")
-    try:
-        return run_ranks(world_size, functools.partial(call_on_rank, fn), cases,
-                         learner_root=ctx.target_root)
-    except RankError as err:
-        what = cases[err.case].describe(world_size) if err.case >= 0 else f"{world_size} ranks"
-        logs = "".join(f"\n[rank {r} printed]\n{text}" for r, text in sorted(err.logs.items()))
-        if err.kind == "not_started":
-            raise NotStarted(err.message) from None
-        if err.kind == "start":
-            raise Unavailable(f"could not start {world_size} gloo processes here: {err.message}") from None
-        if err.kind == "raised":
-            raise LearnerError(f"{what}: {err.message}{logs}") from None
-        if err.kind == "refused":
-            ctx.fail(f"{what}: {err.message}{logs}", misconception="all_gather_kv")
-        if err.kind == "deadlock":
-            ctx.fail(f"{what}: deadlock: {err.message}. Blocking send before recv on every rank? "
-                     f"Each rank then waits for a neighbour that is itself waiting. (Or sends and "
-                     f"receives that do not pair up: with group=, isend/irecv take global ranks.)"
-                     f"{logs}", misconception="deadlock_send_first")
-        if err.kind == "timeout":
-            raise KataFailure(f"{what}: {err.message}: an endless loop, or a rank waiting for a "
-                              f"message its neighbour never sends?{logs}") from None
-        raise KataFailure(f"{what}: {err.message}{logs}") from None
+    ctx.entry("ring_attention")
+    root = str(ctx.target_root) if ctx.target_root else None
+    reply = ctx.probe(PROBE_MODULE, "ring_on_ranks", world_size, [c.inputs() for c in cases],
+                      learner_root=root,
+                      what=f"ring_attention on {world_size} ranks ({len(cases)} calls)")
+    if isinstance(reply, dict) and isinstance(reply.get("error"), dict):
+        try:
+            err = RankError.from_data(reply["error"])
+        except (KeyError, TypeError):
+            err = None
+        if err is not None:
+            _rank_failure(ctx, world_size, cases, err)
+    results = reply.get("results") if isinstance(reply, dict) else None
+    if not _well_formed(results, len(cases), world_size):
+        raise KataFailure(f"ring_attention on {world_size} ranks: the ranks' results came back "
+                          f"malformed (one dict per case and rank was expected)")
+    return results
+
+
+def _well_formed(results: Any, n_cases: int, world_size: int) -> bool:
+    return (isinstance(results, list) and len(results) == n_cases and all(
+        isinstance(per_rank, list) and len(per_rank) == world_size and all(
+            isinstance(r, dict) and {"out", "probe", "mutated"} <= set(r)
+            and isinstance(r["probe"], dict) and isinstance(r["mutated"], list)
+            for r in per_rank) for per_rank in results))
+
+
+def _rank_failure(ctx: Any, world_size: int, cases: list[RingCase], err: RankError) -> None:
+    """Raise what ``err`` means for the learner: deadlocks named, exceptions per rank."""
+    what = cases[err.case].describe(world_size) if 0 <= err.case < len(cases) else f"{world_size} ranks"
+    logs = "".join(f"\n[rank {r} printed]\n{text}" for r, text in sorted(err.logs.items()))
+    if err.kind == "not_started":
+        raise NotStarted(err.message)
+    if err.kind == "start":
+        raise Unavailable(f"could not start {world_size} gloo processes here: {err.message}")
+    if err.kind == "raised":
+        raise LearnerError(f"{what}: {err.message}{logs}")
+    if err.kind == "refused":
+        ctx.fail(f"{what}: {err.message}{logs}", misconception="all_gather_kv")
+    if err.kind == "deadlock":
+        ctx.fail(f"{what}: deadlock: {err.message}. Blocking send before recv on every rank? "
+                 f"Each rank then waits for a neighbour that is itself waiting. (Or sends and "
+                 f"receives that do not pair up: with group=, isend/irecv take global ranks.)"
+                 f"{logs}", misconception="deadlock_send_first")
+    if err.kind == "timeout":
+        raise KataFailure(f"{what}: {err.message}: an endless loop, or a rank waiting for a "
+                          f"message its neighbour never sends?{logs}")
+    raise KataFailure(f"{what}: {err.message}{logs}")
 
 
 def _call_item(rank: int, world_size: int, item: tuple, state: dict) -> Any:
@@ -143,16 +207,19 @@ def _call_item(rank: int, world_size: int, item: tuple, state: dict) -> Any:
 
 
 def outputs_of(impls: list, world_size: int, case: RingCase) -> list:
-    """Each impl's per-rank outputs on ``case`` (None where it fails), in one launch if it can."""
+    """Each impl's per-rank outputs on ``case`` (None where it fails), in one launch if it can.
+
+    The impls are the checks' own misconceptions: they run on ranks forked from here."""
+    inputs = case.inputs()
     try:
         return [list(per_rank) for per_rank in
-                run_ranks(world_size, _call_item, [(fn, case) for fn in impls])]
+                run_ranks(world_size, _call_item, [(fn, inputs) for fn in impls])]
     except Exception:  # one of them failed: try them one by one
         pass
     out = []
     for fn in impls:
         try:
-            out.append(run_ranks(world_size, _call_item, [(fn, case)])[0])
+            out.append(run_ranks(world_size, _call_item, [(fn, inputs)])[0])
         except Exception:
             out.append(None)
     return out
@@ -160,7 +227,7 @@ def outputs_of(impls: list, world_size: int, case: RingCase) -> list:
 
 def expect_ring(ctx: Any, world_size: int, cases: list[RingCase]) -> list[list[dict]]:
     """Every rank's output must equal its slice of full attention; returns the rank results."""
-    results = launch(ctx, ctx.entry("ring_attention"), world_size, cases)
+    results = launch(ctx, world_size, cases)
     for case, per_rank in zip(cases, results):
         what = case.describe(world_size)
         for rank, res in enumerate(per_rank):
