@@ -99,6 +99,8 @@ class KataItem(pytest.Item):
         reason = missing_requirement(kata.requires)
         if reason:
             return self._finish(CheckResult(kata.id, self.name, UNAVAILABLE, reason))
+        if self.check is not None:  # trusted, and imported here while the worker starts
+            state.reference_module(kata)
         try:
             try:
                 module, root = state.target_module(kata)

@@ -247,6 +247,39 @@ class Ctx:
                               f"(watch for `x -= ...`, `x[...] = ...`, out= arguments).")
         return out
 
+    def call_soon(self, name: str, *args: Any, **kwargs: Any) -> Callable[[], Any]:
+        """Start ``ctx.call(name, ...)`` and return a thunk for its result.
+
+        The learner's worker computes while this process does other work (the
+        reference, usually): ``got = ctx.call_soon(...); want = ...; got = got()``.
+        Copies of the inputs are sent at once, so later changes to them are not seen."""
+        if not self.remote:
+            a, kw = copy.deepcopy((args, kwargs))
+            return lambda: self.call(name, *a, **kw)
+        pending = self._start(name, args, kwargs)
+        return lambda: self._finish(name, pending, describe(name, args, kwargs))
+
+    def _start(self, name: str, args: tuple, kwargs: dict) -> Any:
+        """Send a watched call of the target's ``name`` to the worker (see ``_finish``)."""
+        self.entry(name)
+        what = describe(name, args, kwargs)
+        channel = self.target._channel
+        try:
+            with self._limit(what):
+                return channel.start(("call_watch", None, name, args, kwargs), what)
+        except WorkerGone as exc:
+            raise gone(exc) from None
+
+    def _finish(self, name: str, pending: Any, what: str) -> Any:
+        """The answer to ``_start``'s call, guarded like :meth:`call`."""
+        out, where = self.run(pending.result, what)
+        mutated = self._param(name, where)
+        if mutated:
+            raise KataFailure(f"{what} modified its input `{mutated}` in place. Inputs "
+                              f"belong to the caller: compute into new arrays instead "
+                              f"(watch for `x -= ...`, `x[...] = ...`, out= arguments).")
+        return out
+
     def _param(self, name: str, where: Any) -> str | None:
         """The parameter name for a position (int) or keyword (str) the worker reported."""
         if where is None:
@@ -289,8 +322,13 @@ class Ctx:
     def expect(self, name: str, *args: Any, tol: tuple[float, float] | None = None,
                **kwargs: Any) -> Any:
         """Target's ``name(*args, **kwargs)`` must match the reference's; returns it."""
-        want = self.reference(name, *args, **kwargs)
-        got = self.call(name, *copy.deepcopy(args), **copy.deepcopy(kwargs))
+        if self.remote:  # the worker computes the learner's answer while the reference runs here
+            pending = self._start(name, args, kwargs)
+            want = self.reference(name, *args, **kwargs)
+            got = self._finish(name, pending, describe(name, args, kwargs))
+        else:
+            want = self.reference(name, *args, **kwargs)
+            got = self.call(name, *copy.deepcopy(args), **copy.deepcopy(kwargs))
         what = describe(name, args, kwargs)
 
         def rerun(ns: Any) -> Any:

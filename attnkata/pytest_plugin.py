@@ -170,6 +170,11 @@ class Recorder:
         self.config = config
         self.state = config.stash[SESSION]
 
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        katas = list({id(i.kata): i.kata for i in session.items if hasattr(i, "kata")}.values())
+        if katas and not self.config.option.collectonly:
+            self.state.warm(katas)
+
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         from .ladder import ClaimRow
 

@@ -145,6 +145,10 @@ class WorkerProcess:
 
     # -- requests ---------------------------------------------------------------
     def request(self, req: tuple, deadline: float, what: str, seconds: float = 0.0) -> Any:
+        return self.finish(self.send(req, what), deadline, what, seconds)
+
+    def send(self, req: tuple, what: str) -> float:
+        """Send one request; returns when it was sent (for :meth:`finish`)."""
         if self.gone is not None:
             raise self.gone
         try:
@@ -156,6 +160,12 @@ class WorkerProcess:
             wire.send_frame(self.sock, payload)
         except OSError:
             self._died(what)
+        return start
+
+    def finish(self, start: float, deadline: float, what: str, seconds: float = 0.0) -> Any:
+        """The reply to the request sent at ``start``: its value, or its exception raised."""
+        if self.gone is not None:
+            raise self.gone
         try:
             reply = self._receive(deadline, what, seconds)
         finally:
@@ -172,10 +182,10 @@ class WorkerProcess:
         size = None
         while True:
             left = deadline - time.monotonic()
-            if left <= 0:
-                self._timed_out(what, seconds)
-            ready, _, _ = select.select([self.sock], [], [], left)
-            if not ready:
+            ready, _, _ = select.select([self.sock], [], [], max(left, 0.0))
+            if not ready:  # nothing waiting: past the deadline, the worker is stopped
+                if left <= 0:
+                    self._timed_out(what, seconds)
                 continue
             try:
                 chunk = self.sock.recv(1 << 20)
@@ -284,6 +294,9 @@ def _dumps(obj: Any) -> bytes:
                 return ("h", object.__getattribute__(o, "_hid"))
             return None
 
+        def reducer_override(self, o: Any) -> Any:
+            return wire.fast_reduce(o)
+
     Pickler(buf, protocol=5).dump(obj)
     return buf.getvalue()
 
@@ -350,13 +363,16 @@ class ForkServer:
             stderr=self.log, env=env, start_new_session=True, close_fds=True)
         theirs.close()
         self.preloaded: set[str] = set()
+        self.pending = 0
 
-    def _ask(self, req: tuple, fds: tuple = ()) -> Any:
+    def _send(self, req: tuple, fds: tuple = ()) -> None:
         data = pickle.dumps(req)
         if fds:
             socket.send_fds(self.ctl, [data], list(fds))
         else:
             self.ctl.send(data)
+
+    def _reply(self) -> Any:
         ready, _, _ = select.select([self.ctl], [], [], 300)
         if not ready:
             raise RuntimeError("the attnkata fork server did not answer in 300 s")
@@ -365,11 +381,24 @@ class ForkServer:
             raise RuntimeError(f"the attnkata fork server died: see {self.dir / 'server.log'}")
         return pickle.loads(reply)  # the server never runs learner code
 
-    def preload(self, modules: tuple[str, ...]) -> dict:
+    def _ask(self, req: tuple, fds: tuple = ()) -> Any:
+        while self.pending:  # answers to preloads sent ahead, in order
+            self.pending -= 1
+            self._reply()
+        self._send(req, fds)
+        return self._reply()
+
+    def preload(self, modules: tuple[str, ...], wait: bool = True) -> dict:
+        """Import ``modules`` in the server (once); ``wait=False`` returns at once, so the
+        server imports torch while the judging process does its own work."""
         todo = tuple(m for m in modules if m not in self.preloaded)
         if not todo:
             return {}
         self.preloaded.update(todo)
+        if not wait:
+            self._send(("preload", todo))
+            self.pending += 1
+            return {}
         return self._ask(("preload", todo))[1]
 
     def fork(self, payload: dict, sock: socket.socket) -> int:
@@ -424,6 +453,10 @@ class Channel:
             self.deadline, self.what, self.seconds = outer
 
     def call(self, req: tuple, what: str) -> Any:
+        return self.start(req, what).result()
+
+    def start(self, req: tuple, what: str) -> "Pending":
+        """Send ``req`` now; the worker computes while the caller does its own work."""
         spent = self.spent_before + self.worker.learner_time
         if spent > self.budget:
             raise WorkerGone(f"this kata's code has used its whole time budget "
@@ -433,8 +466,8 @@ class Channel:
         seconds = self.seconds if self.deadline is not None else self.timeout
         deadline = self.deadline if self.deadline is not None else now + self.timeout
         deadline = min(deadline, now + max(self.budget - spent, 0.5))
-        value = self.worker.request(req, deadline, self.what or what, seconds)
-        return self.adopt(value)
+        label = self.what or what
+        return Pending(self, self.worker.send(req, label), deadline, label, seconds)
 
     def adopt(self, value: Any) -> Any:
         """Wire records → parent values: handles become proxies, tensors tensors."""
@@ -452,6 +485,21 @@ class Channel:
         if t is dict:
             return {k: self.adopt(v) for k, v in value.items()}
         return value
+
+
+@dataclass
+class Pending:
+    """A request in flight: ``result()`` waits for it (within its deadline)."""
+
+    channel: "Channel"
+    sent: float
+    deadline: float
+    what: str
+    seconds: float
+
+    def result(self) -> Any:
+        ch = self.channel
+        return ch.adopt(ch.worker.finish(self.sent, self.deadline, self.what, self.seconds))
 
 
 class RemoteCallable:
@@ -475,6 +523,7 @@ class RemoteObject:
         object.__setattr__(self, "_channel", channel)
         object.__setattr__(self, "_hid", handle.hid)
         object.__setattr__(self, "_handle", handle)
+        object.__setattr__(self, "_methods", {})
 
     def _op(self, op: str, *args: Any) -> Any:
         ch = object.__getattribute__(self, "_channel")
@@ -487,11 +536,18 @@ class RemoteObject:
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__") and name.endswith("__"):
             raise AttributeError(name)
+        methods = object.__getattribute__(self, "_methods")
+        if name in methods:  # a method seen before: calling it is the only round trip
+            return methods[name]
         ch = object.__getattribute__(self, "_channel")
         hid = object.__getattribute__(self, "_hid")
-        return ch.call(("getattr", hid, name), f"{self._type()}.{name}")
+        value = ch.call(("getattr", hid, name), f"{self._type()}.{name}")
+        if isinstance(value, RemoteCallable) and value._hid == hid:
+            methods[name] = value
+        return value
 
     def __setattr__(self, name: str, value: Any) -> None:
+        object.__getattribute__(self, "_methods").pop(name, None)
         self._op("setattr", name, value)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -630,6 +686,11 @@ class Supervisor:
     live: dict = field(default_factory=dict)       # key -> (WorkerProcess, Loaded)
     isolation: str = "not started yet"
     spent: dict = field(default_factory=dict)      # key -> learner seconds of closed workers
+
+    def warm(self, requires: set[str], probes: tuple[str, ...]) -> None:
+        """Start the fork server now and let it import what the selected katas need."""
+        preload = tuple(m for m in ("torch", "triton", "triton.language") if m.split(".")[0] in requires)
+        self._server().preload(preload + tuple(probes), wait=False)
 
     def _server(self) -> ForkServer:
         if self.server is None:

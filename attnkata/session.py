@@ -65,12 +65,23 @@ class RunState:
         if not path.exists():
             raise TargetLoadError(f"no file at {path}")
         timeout = self.timeout or kata.timeout
-        checks = tuple(getattr(c.fn, "__module__", "") for c in kata.checks)
-        probes = tuple(m for m in dict.fromkeys(("attnkata.probes",) + tuple(kata.probes) + checks)
-                       if m and m != "__main__")
+        probes = self.probes_of(kata)
         module = self.supervisor().module(f"{self.target.slug}:{kata.id}", path.resolve(),
                                           root.resolve(), kata.requires, timeout, probes)
         return module, root
+
+    @staticmethod
+    def probes_of(kata: Kata) -> tuple[str, ...]:
+        """Modules the worker loads before learner code: probes and the kata's checks."""
+        checks = tuple(getattr(c.fn, "__module__", "") for c in kata.checks)
+        return tuple(m for m in dict.fromkeys(("attnkata.probes",) + tuple(kata.probes) + checks)
+                     if m and m != "__main__")
+
+    def warm(self, katas: list[Kata]) -> None:
+        """Before the first check: start the fork server importing what these katas need."""
+        requires = {r for k in katas for r in k.requires}
+        probes = tuple(dict.fromkeys(m for k in katas for m in self.probes_of(k)))
+        self.supervisor().warm(requires, probes)
 
     def supervisor(self) -> Supervisor:
         if self._supervisor is None:

@@ -93,7 +93,7 @@ class Notice:
 # Worker side: values → plain data
 # ---------------------------------------------------------------------------
 
-_SCALARS = (type(None), bool, int, float, complex, str, bytes)
+_SCALARS = (type(None), bool, int, float, complex, str, bytes, type(Ellipsis))
 
 
 class Encoder:
@@ -201,6 +201,21 @@ def tensor_data(t: Any) -> TensorData:
                       bool(t.requires_grad), device)
 
 
+def rebuild_tensor(data: TensorData) -> Any:
+    """Unpickling hook for tensors sent as :class:`TensorData` (see ``fast_reduce``)."""
+    return data.to_tensor()
+
+
+def fast_reduce(obj: Any) -> Any:
+    """A cheaper pickle for contiguous CPU tensors (torch's own costs ~50 µs each way)."""
+    t = type(obj)
+    if t.__name__ in ("Tensor", "Parameter") and (t.__module__ or "").startswith("torch"):
+        if obj.device.type == "cpu" and obj.is_contiguous() and not obj.is_sparse and (
+                obj.grad_fn is None):
+            return rebuild_tensor, (tensor_data(obj),)
+    return NotImplemented
+
+
 def raised(exc: BaseException, root: Any = None, not_started: bool = False) -> Raised:
     """``exc`` as text, with the learner's own frames (those under ``root``) when any."""
     cause = exc.__cause__
@@ -250,7 +265,7 @@ def cut(text: str, limit: int = MAX_TEXT) -> str:
 
 _ALLOWED = {
     ("builtins", "set"), ("builtins", "frozenset"), ("builtins", "complex"),
-    ("builtins", "slice"), ("builtins", "bytearray"),
+    ("builtins", "slice"), ("builtins", "bytearray"), ("builtins", "Ellipsis"),
     ("copyreg", "_reconstructor"), ("builtins", "object"),
     ("numpy", "dtype"), ("numpy", "ndarray"),
     ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),

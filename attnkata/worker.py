@@ -54,7 +54,7 @@ JUDGING = ("attnkata.harness", "attnkata.compare", "attnkata.runner", "attnkata.
            "attnkata.session", "attnkata.selfcheck", "attnkata.target", "attnkata.pytest_plugin",
            "attnkata.state", "attnkata.ladder", "attnkata.report", "attnkata.render",
            "attnkata.manager", "attnkata.cli", "attnkata.remote", "attnkata.doctor",
-           "attnkata_plugins", "_pytest", "pytest")
+           "attnkata.probes", "attnkata.tritonguard", "attnkata_plugins", "_pytest", "pytest")
 
 
 # ---------------------------------------------------------------------------
@@ -153,21 +153,9 @@ class Worker:
             wire.send_frame(self.sock, self._dump(reply))
 
     def _load(self, frame: bytes) -> Any:
-        worker = self
-
-        class Loader(pickle.Unpickler):
-            def persistent_load(self, pid: Any) -> Any:
-                return worker.handles[pid[1]]
-
-            def find_class(self, module: str, name: str) -> Any:
-                if module in _TRUSTED:  # a pack's class, preloaded before learner code
-                    obj = _TRUSTED[module]
-                    for part in name.split("."):
-                        obj = getattr(obj, part)
-                    return obj
-                return super().find_class(module, name)
-
-        return Loader(io.BytesIO(frame)).load()
+        loader = _Loader(io.BytesIO(frame))
+        loader.handles = self.handles
+        return loader.load()
 
     def _dump(self, reply: Any) -> bytes:
         try:
@@ -258,9 +246,12 @@ class Worker:
 
         for name in self.cfg.get("probes", ()):
             try:
-                self.probes[name] = sys.modules.get(name) or importlib.import_module(name)
+                module = sys.modules.get(name) or importlib.import_module(name)
             except ImportError:  # reported when a check asks for it
-                pass
+                continue
+            # a snapshot of its functions: learner code that patches the module later
+            # does not change what the probes run
+            self.probes[name] = types.SimpleNamespace(**vars(module))
         if "triton" in sys.modules and os.environ.get("TRITON_INTERPRET") == "1":
             from attnkata import tritonguard
 
@@ -278,6 +269,23 @@ class Worker:
             value = getattr(self.module, name)
             names[name] = "callable" if callable(value) else "data"
         return names
+
+
+class _Loader(pickle.Unpickler):
+    """Requests from the parent: handles resolve to the worker's objects."""
+
+    handles: dict = {}
+
+    def persistent_load(self, pid: Any) -> Any:
+        return self.handles[pid[1]]
+
+    def find_class(self, module: str, name: str) -> Any:
+        if module in _TRUSTED:  # a pack's class, preloaded before learner code
+            obj = _TRUSTED[module]
+            for part in name.split("."):
+                obj = getattr(obj, part)
+            return obj
+        return super().find_class(module, name)
 
 
 def _snapshot(obj: Any) -> Any:
