@@ -16,7 +16,7 @@ from typing import Any, Iterable
 import pytest
 
 from .harness import learner_traceback
-from .remote import WorkerGone
+from .remote import WorkerGone, WorkerUnsupported
 from .ladder import PREDICTIONS_ITEM
 from .model import Kata
 from .runner import (FAILED, LOCKED, NOT_STARTED, PASSED, UNAVAILABLE, CheckResult,
@@ -108,6 +108,8 @@ class KataItem(pytest.Item):
                 self._show_output()
         except TargetLoadError as exc:
             return self._finish(CheckResult(kata.id, self.name, NOT_STARTED, str(exc)))
+        except WorkerUnsupported as exc:
+            return self._finish(CheckResult(kata.id, self.name, UNAVAILABLE, str(exc)))
         except NotImplementedError as exc:
             return self._finish(CheckResult(kata.id, self.name, NOT_STARTED, str(exc)))
         except WorkerGone as exc:

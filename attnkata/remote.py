@@ -52,6 +52,10 @@ class WorkerGone(BaseException):
         self.timed_out = timed_out
 
 
+class WorkerUnsupported(Exception):
+    """This OS cannot run the worker (no ``fork``): katas are unavailable, not failed."""
+
+
 class RemoteError(Exception):
     """Learner code raised an exception whose type only exists in the worker."""
 
@@ -354,7 +358,6 @@ class ForkServer:
         self.ctl, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         script = Path(__file__).with_name("worker.py")
         env = dict(os.environ)
-        env["PYTHONDONTWRITEBYTECODE"] = "1"
         env.pop("PYTHONSTARTUP", None)
         self.log = open(self.dir / "server.log", "wb")
         self.proc = subprocess.Popen(
@@ -693,6 +696,9 @@ class Supervisor:
         self._server().preload(preload + tuple(probes), wait=False)
 
     def _server(self) -> ForkServer:
+        if not hasattr(os, "fork") or not hasattr(socket, "send_fds"):
+            raise WorkerUnsupported("attnkata runs learner code in a forked worker, which this OS "
+                                    "cannot do: use Linux or macOS (on Windows, WSL)")
         if self.server is None:
             self.server = ForkServer()
         return self.server

@@ -2,7 +2,7 @@
 
     python benchmarks/loop_speed.py [--repeat 3] [--root DIR] [--python PYTHON]
 
-Runs each command ``--repeat`` times in a checkout (default: this one) with the given
+Runs each command once to warm the bytecode caches, then ``--repeat`` times in a checkout (default: this one) with the given
 interpreter and prints the median wall time and its ratio to ``python -c "import
 torch"`` on the same machine, as a Markdown table.  Every run checks the solutions
 (``--attnkata-target=solutions``), so the numbers measure the framework, not a
@@ -34,8 +34,8 @@ PYTEST_FLAGS = ["-q", "-p", "no:cacheprovider", "--attnkata-target=solutions", "
 def wall(python: str, args: list[str], root: Path) -> float:
     cmd = [python, *args] + (PYTEST_FLAGS if "pytest" in args else [])
     start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True,
-                          env={**os.environ, "NO_COLOR": "1"})
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, env={**env, "NO_COLOR": "1"})
     took = time.perf_counter() - start
     if proc.returncode not in (0,):
         sys.exit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
@@ -48,6 +48,8 @@ def main() -> None:
     parser.add_argument("--root", type=Path, default=Path(__file__).resolve().parents[1])
     parser.add_argument("--python", default=sys.executable)
     opts = parser.parse_args()
+    for args in RUNS.values():  # warm: bytecode cached, as on a learner's second run
+        wall(opts.python, args, opts.root)
     times = {name: statistics.median(wall(opts.python, args, opts.root) for _ in range(opts.repeat))
              for name, args in RUNS.items()}
     base = times["import torch"]
