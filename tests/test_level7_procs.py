@@ -19,10 +19,10 @@ dist = pytest.importorskip("torch.distributed")
 
 from attnkata.runner import FAILED, NOT_STARTED, PASSED, run_check  # noqa: E402
 from attnkata.target import load_module  # noqa: E402
-from attnkata_plugins.core import level7_torch as T  # noqa: E402
-from attnkata_plugins.core.level7 import RING_ATTENTION  # noqa: E402
-from attnkata_plugins.core.level7_probe import CommProbe  # noqa: E402
-from attnkata_plugins.core.level7_procs import RankError, fork_available, run_ranks  # noqa: E402
+from attnkata_plugins.core.level7 import rings as T  # noqa: E402
+from attnkata_plugins.core.level7.comm_probe import CommProbe  # noqa: E402
+from attnkata_plugins.core.level7.procs import RankError, fork_available, run_ranks  # noqa: E402
+from attnkata_plugins.core.level7.ring_attention import RING_ATTENTION  # noqa: E402
 
 pytestmark = pytest.mark.skipif(
     not (fork_available() and dist.is_available() and dist.is_gloo_available()),
@@ -158,7 +158,7 @@ def test_an_exception_names_its_rank_and_the_learners_frames(tmp_path):
     err = info.value
     assert err.kind == "raised" and err.ranks[0] == 1
     assert "rank 1 of 2 raised" in err.message and "ValueError: bad shard" in err.message
-    assert "in raise_on_one" in err.message and "core/level7_procs.py" not in err.message
+    assert "in raise_on_one" in err.message and "core/level7/procs.py" not in err.message
     assert "about to fail on rank 1" in err.logs[1]
     assert all_dead(tmp_path)
 

@@ -1,0 +1,144 @@
+"""Level 1 · sliding_window_mask: causal, and only the last ``window`` keys."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from attnkata import Claim, Kata, Misconception, Prediction, check
+
+from .common import MASK_FAKES, call_shaped, causal
+
+
+@check("matches the sliding-window mask for every n_q, n_k ≤ 13 and window ≤ 15")
+def window_matches_reference(ctx):
+    for n_q in range(1, 14):
+        for n_k in range(1, 14):
+            for window in range(1, 16):
+                ctx.expect("sliding_window_mask", n_q, n_k, window)
+
+
+@check("window 1 is the diagonal; a window as long as the sequence is the causal mask")
+def window_limits(ctx):
+    ctx.expect("sliding_window_mask", 6, 6, 1)
+    for n_q, n_k in ((7, 7), (3, 9)):
+        want = causal(n_q, n_k)
+        ctx.match(ctx.call("sliding_window_mask", n_q, n_k, n_k), want,
+                  f"sliding_window_mask({n_q}, {n_k}, window={n_k}) versus causal_mask({n_q}, {n_k})",
+                  rerun=lambda ns, a=(n_q, n_k, n_k): ns.sliding_window_mask(*a))
+
+
+@check("every allowed pair is causal, and each row allows min(window, position + 1) keys")
+def window_row_counts(ctx):
+    n, window = 11, 4
+    got = call_shaped(ctx, "sliding_window_mask", n, n, window)
+    allowed = np.asarray(got, dtype=bool)
+    if (allowed & ~causal(n, n)).any():
+        i, j = (int(a) for a in np.argwhere(allowed & ~causal(n, n))[0])
+        ctx.fail(f"sliding_window_mask({n}, {n}, {window}) lets query {i} see key {j}, which comes "
+                 f"after it: the window is causal too.")
+    counts = allowed.sum(axis=-1)
+    want = np.minimum(window, np.arange(n) + 1)
+    ctx.match(counts, want, f"keys allowed per row of sliding_window_mask({n}, {n}, {window}) "
+              f"versus min(window, position + 1)",
+              rerun=lambda ns: np.asarray(ns.sliding_window_mask(n, n, window), dtype=bool).sum(axis=-1))
+
+
+def _reach(mask: np.ndarray, layers: int) -> int:
+    """Inputs that can reach the last position through ``layers`` layers with this mask."""
+    m = np.asarray(mask, dtype=bool).astype(np.int64)
+    reach = m
+    for _ in range(layers - 1):
+        reach = ((reach @ m) > 0).astype(np.int64)
+    return int(np.count_nonzero(reach[-1]))
+
+
+@check("stacked window layers reach back L·(w−1)+1 tokens (the receptive field)")
+def window_receptive_field(ctx):
+    cases = ((1, 3), (2, 3), (4, 3), (3, 5), (2, 1))
+    n = 40
+
+    def fields(ns):
+        return tuple(_reach(ns.sliding_window_mask(n, n, w), layers) for layers, w in cases)
+
+    got = tuple(_reach(call_shaped(ctx, "sliding_window_mask", n, n, w), layers)
+                for layers, w in cases)
+    want = tuple(layers * (w - 1) + 1 for layers, w in cases)
+    ctx.match(got, want, "receptive field of the last token after (L, w) = "
+              + ", ".join(str(c) for c in cases) + " stacked window layers", rerun=fields)
+
+
+def _plus_one(n_q, n_k, window):
+    pos = np.arange(n_q)[:, None] + (n_k - n_q)
+    cols = np.arange(n_k)[None, :]
+    return (cols <= pos) & (cols >= pos - window)
+
+
+def _two_sided(n_q, n_k, window):
+    pos = np.arange(n_q)[:, None] + (n_k - n_q)
+    return np.abs(np.arange(n_k)[None, :] - pos) < window
+
+
+def _window_start_aligned(n_q, n_k, window):
+    pos = np.arange(n_q)[:, None]
+    cols = np.arange(n_k)[None, :]
+    return (cols <= pos) & (cols > pos - window)
+
+
+def _first_keys(n_q, n_k, window):
+    return causal(n_q, n_k) & (np.arange(n_k)[None, :] < window)
+
+
+def _window_int(n_q, n_k, window):
+    pos = np.arange(n_q)[:, None] + (n_k - n_q)
+    cols = np.arange(n_k)[None, :]
+    return ((cols <= pos) & (cols > pos - window)).astype(np.int64)
+
+
+SLIDING_WINDOW_MASK = Kata(
+    id="sliding_window_mask",
+    level=1,
+    title="Sliding windows: local attention that stacks into long reach",
+    path="level1/sliding_window_mask.py",
+    entries=("sliding_window_mask",),
+    checks=(window_matches_reference, window_limits, window_row_counts, window_receptive_field),
+    generic_fakes=MASK_FAKES,
+    predictions=(
+        Prediction("allowed_8x8_w3", "how many entries of sliding_window_mask(8, 8, 3) are True",
+                   21, kind="exact",
+                   why="Rows 0, 1, 2 see 1, 2, 3 keys; the other five rows see 3 each: 6 + 15 = 21."),
+        Prediction("receptive_field_L4_w3", "4 stacked layers, each with window 3: how many input "
+                   "tokens can reach the last token's output", 9, kind="exact",
+                   why="Each layer reaches w − 1 = 2 tokens further back: 4·2 + 1 = 9."),
+    ),
+    misconceptions=(
+        Misconception("window_plus_one", "window off by one: w keys before the query plus itself",
+                      {"sliding_window_mask": _plus_one},
+                      "The window counts the query's own position: window = 3 means the token "
+                      "and the 2 before it."),
+        Misconception("two_sided_window", "a two-sided band: the window also looks into the future",
+                      {"sliding_window_mask": _two_sided},
+                      "A decoder's window is causal: only keys at or before the query's position."),
+        Misconception("window_aligned_to_start", "aligned to the start instead of the end",
+                      {"sliding_window_mask": _window_start_aligned},
+                      "As in causal_mask, query i sits at position i + n_k − n_q."),
+        Misconception("first_window_keys", "kept the first `window` keys instead of the last",
+                      {"sliding_window_mask": _first_keys},
+                      "The window slides with the query: it ends at the query's own position."),
+        Misconception("window_integer_mask", "returned 0/1 integers instead of booleans",
+                      {"sliding_window_mask": _window_int},
+                      "Masks are boolean, True = may attend: return the comparison itself."),
+    ),
+    claims=(
+        Claim("window-receptive-field", "L stacked layers of window w (own position included) let "
+              "the last token draw on L·(w−1)+1 input tokens.",
+              scope="exact", source="beltagy-2020", evidence=("window_receptive_field",),
+              not_claimed="How much of that reach a trained model actually uses; Longformer's "
+                          "global tokens and dilated windows are not modelled."),
+    ),
+    hints=(
+        "Start from the causal mask, then remove the keys that are too far back.",
+        "With pos = i + (n_k − n_q), query i may see key j when pos − window < j ≤ pos.",
+        "pos = np.arange(n_q)[:, None] + (n_k - n_q); cols = np.arange(n_k)[None, :]; "
+        "return (cols <= pos) & (cols > pos - window)",
+    ),
+)

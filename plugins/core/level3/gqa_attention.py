@@ -1,0 +1,204 @@
+"""Level 3 · gqa_attention: query heads that share KV heads, without repeating K/V."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import strategies as st
+
+from attnkata import Claim, Kata, Misconception, Prediction, check
+from attnkata.strategies import FLOAT_DTYPES, SCALES, filled, seeds, sizes
+from attnkata_plugins.kvlab import kv_cache_bytes as lab_bytes
+
+from .common import peak_bytes
+
+MiB = 2**20
+
+
+def causal(n_q, n_k):
+    """True = may attend; queries are the last n_q positions (level 1's alignment)."""
+    return np.arange(n_k)[None, :] <= np.arange(n_q)[:, None] + (n_k - n_q)
+
+
+@st.composite
+def _gqa_case(draw):
+    b, n_kv, g = draw(st.integers(1, 2)), draw(st.integers(1, 3)), draw(st.integers(1, 4))
+    n_q, n_k, d = draw(sizes(1, 13)), draw(sizes(1, 13)), draw(sizes(1, 16))
+    dtype, scale, seed = draw(st.sampled_from(FLOAT_DTYPES)), draw(st.sampled_from(SCALES)), draw(seeds())
+    q = filled((b, n_kv * g, n_q, d), dtype, scale, seed)
+    k = filled((b, n_kv, n_k, d), dtype, scale, seed + 1)
+    v = filled((b, n_kv, n_k, d), dtype, 1.0, seed + 2)
+    kind = draw(st.sampled_from(("none", "causal", "random", "random")))
+    mask = None if kind == "none" else causal(n_q, n_k) if kind == "causal" else \
+        np.random.default_rng(seed + 3).random((b, 1, n_q, n_k)) < 0.6
+    return q, k, v, mask
+
+
+@check("matches the reference on random B, H_q, H_kv, N, d, dtypes, scales and masks")
+def gqa_matches_reference(ctx):
+    @ctx.given(case=_gqa_case())
+    def prop(case):
+        q, k, v, mask = case
+        ctx.expect("gqa_attention", q, k, v, mask=mask)
+
+    prop()
+
+
+def _per_head(q, k, v, mask=None):
+    """Head by head, each query head h reading KV head h // G: the definition, in float64."""
+    B, H_q, N_q, d = q.shape
+    G = H_q // k.shape[1]
+    out = np.zeros((B, H_q, N_q, v.shape[-1]))
+    for b in range(B):
+        for h in range(H_q):
+            s = q[b, h].astype(np.float64) @ k[b, h // G].T.astype(np.float64) / np.sqrt(d)
+            if mask is not None:
+                s = np.where(np.broadcast_to(mask, (B, H_q) + s.shape)[b, h], s, -np.inf)
+            m = s.max(axis=-1, keepdims=True)
+            e = np.exp(s - np.where(np.isfinite(m), m, 0))
+            total = e.sum(axis=-1, keepdims=True)
+            out[b, h] = (e / np.where(total == 0, 1, total)) @ v[b, h // G]
+    return out.astype(q.dtype)
+
+
+@check("MHA (H_kv = H_q), GQA and MQA (H_kv = 1) equal head-by-head attention with grouped heads")
+def gqa_equals_per_head(ctx):
+    for h_q, h_kv, mask in ((4, 4, None), (6, 2, causal(5, 7)), (8, 1, None), (6, 3, causal(7, 7))):
+        rng = np.random.default_rng(int(ctx.rng.integers(2**31)))
+        q = rng.standard_normal((2, h_q, mask.shape[0] if mask is not None else 3, 8))
+        k, v = rng.standard_normal((2, 2, h_kv, 7, 8))
+        got = ctx.call("gqa_attention", q, k, v, mask=mask)
+        ctx.match(got, _per_head(q, k, v, mask), f"gqa_attention with H_q={h_q}, H_kv={h_kv} vs "
+                  f"per-head attention", entries=("gqa_attention",),
+                  rerun=lambda ns: ns.gqa_attention(q.copy(), k.copy(), v.copy(), mask=mask))
+
+
+@check("a query whose mask row is all False gets zeros, not NaN")
+def gqa_empty_rows(ctx):
+    rng = np.random.default_rng(3)
+    q = rng.standard_normal((1, 4, 3, 5)).astype(np.float32)
+    k, v = rng.standard_normal((2, 1, 2, 4, 5)).astype(np.float32)
+    rows = np.array([[False, False, False, False], [True, True, False, False],
+                     [False, False, False, True]])               # row 0 sees nothing
+    ctx.expect("gqa_attention", q, k, v, mask=rows)
+    ctx.expect("gqa_attention", q, k, v, mask=causal(6, 4)[:3])  # rows 0 and 1 see nothing
+
+
+MEMORY_SETUPS = ((32, 1), (32, 2))  # (H_q, H_kv) at decode: N_q = 1, N_k = 4096, d = 64
+
+
+@check("never materialises repeated K/V: peak memory at H_q = 32, H_kv ∈ {1, 2}, N_k = 4096 "
+       "(tracemalloc) stays far below one repeated copy")
+def gqa_no_repeat(ctx):
+    for h_q, h_kv in MEMORY_SETUPS:
+        rng = np.random.default_rng(11)
+        q = rng.standard_normal((1, h_q, 1, 64)).astype(np.float32)
+        k, v = rng.standard_normal((2, 1, h_kv, 4096, 64)).astype(np.float32)
+        ctx.expect("gqa_attention", q[:, :, :, :8], k[:, :, :33, :8], v[:, :, :33, :8])
+        what = f"gqa_attention(q [1, {h_q}, 1, 64], k, v [1, {h_kv}, 4096, 64])"
+        peak = peak_bytes(ctx, "gqa_attention", (q, k, v), {}, what)
+        scores = 4 * h_q * 4096                                  # one float32 score row per head
+        budget = 4 * (k.nbytes + v.nbytes) + 8 * scores
+        repeated = (h_q // h_kv) * (k.nbytes + v.nbytes)
+        ctx.record(f"H_q={h_q}, H_kv={h_kv}: peak {peak / 1e6:.1f} MB vs {repeated / 1e6:.1f} MB "
+                   f"if K/V were repeated (tracemalloc)")
+        if peak > budget:
+            ctx.fail(f"gqa_attention with H_q={h_q}, H_kv={h_kv}: peak memory {peak / 1e6:.1f} MB, "
+                     f"while K and V together are {(k.nbytes + v.nbytes) / 1e6:.1f} MB (budget "
+                     f"{budget / 1e6:.1f} MB). K/V repeated for every query head would be "
+                     f"{repeated / 1e6:.1f} MB: repeated K/V was materialised",
+                     misconception="repeat_materialised")
+
+
+def _attend(q, k, v, mask, scale=True, empty_nan=False):
+    s = q @ np.swapaxes(k, -1, -2)
+    if scale:
+        s = s / np.asarray(np.sqrt(q.shape[-1]), dtype=q.dtype)
+    if mask is not None:
+        s = np.where(mask, s, -np.inf)
+    m = s.max(axis=-1, keepdims=True)
+    if not empty_nan:
+        m = np.where(np.isfinite(m), m, 0)
+    e = np.exp(s - m)
+    total = e.sum(axis=-1, keepdims=True)
+    return ((e / (total if empty_nan else np.where(total == 0, 1, total))) @ v).astype(q.dtype)
+
+
+def _repeat(q, k, v, mask=None):
+    g = q.shape[1] // k.shape[1]
+    return _attend(q, np.repeat(k, g, axis=1), np.repeat(v, g, axis=1), mask)
+
+
+def _tile(q, k, v, mask=None):
+    g = q.shape[1] // k.shape[1]
+    return _attend(q, np.tile(k, (1, g, 1, 1)), np.tile(v, (1, g, 1, 1)), mask)
+
+
+def _no_scale(q, k, v, mask=None):
+    g = q.shape[1] // k.shape[1]
+    return _attend(q, np.repeat(k, g, axis=1), np.repeat(v, g, axis=1), mask, scale=False)
+
+
+def _inverted(q, k, v, mask=None):
+    return _repeat(q, k, v, None if mask is None else ~np.asarray(mask))
+
+
+def _nan_rows(q, k, v, mask=None):
+    g = q.shape[1] // k.shape[1]
+    return _attend(q, np.repeat(k, g, axis=1), np.repeat(v, g, axis=1), mask, empty_nan=True)
+
+
+GQA_ATTENTION = Kata(
+    id="gqa_attention", level=3, title="Grouped-query attention without copying K and V",
+    path="level3/gqa_attention.py", entries=("gqa_attention",),
+    checks=(gqa_matches_reference, gqa_equals_per_head, gqa_empty_rows, gqa_no_repeat),
+    predictions=(
+        Prediction("mha_layer_mib", "one layer, batch 1, 32 heads, T = 4000, d = 128, fp16, MHA "
+                   "(32 KV heads): the KV cache in MiB (2^20 bytes)",
+                   lab_bytes(1, 1, 4000, 32, 128) / MiB, rel_tol=0.01,
+                   why="4000·32·128·2·2 = 65,536,000 bytes = 62.5 MiB (65.5 MB)."),
+        Prediction("gqa8_layer_mib", "the same layer with 8 KV heads (GQA): MiB",
+                   lab_bytes(1, 1, 4000, 8, 128) / MiB, rel_tol=0.01, why="62.5 × 8/32 = 15.625 MiB."),
+        Prediction("gqa16_layer_mib", "and with 16 KV heads: MiB",
+                   lab_bytes(1, 1, 4000, 16, 128) / MiB, rel_tol=0.01,
+                   why="62.5 × 16/32 = 31.25 MiB: half of MHA's."),
+    ),
+    misconceptions=(
+        Misconception("modulo_mapping", "query head h read KV head h % H_kv (np.tile: interleaved)",
+                      {"gqa_attention": _tile},
+                      "Consecutive query heads share a KV head: h reads h // (H_q / H_kv). "
+                      "np.tile repeats the whole head list; the grouping is np.repeat's order."),
+        Misconception("repeat_materialised", "materialised repeated K/V (np.repeat) for every "
+                      "query head", {"gqa_attention": _repeat},
+                      "Copying K and V H_q/H_kv times rebuilds the very memory GQA saves. View q "
+                      "as [B, H_kv, G, N_q, d] and k as [B, H_kv, 1, N_k, d]: matmul broadcasts "
+                      "the KV head over its G query heads without copying."),
+        Misconception("forgot_scale", "forgot the 1/√d scaling", {"gqa_attention": _no_scale},
+                      "Grouping changes which K/V a head reads, not the attention: divide by √d."),
+        Misconception("mask_inverted", "treated mask True as 'blocked'", {"gqa_attention": _inverted},
+                      "True = may attend: keep scores where the mask is True."),
+        Misconception("nan_on_empty_rows", "a query that sees no key becomes NaN",
+                      {"gqa_attention": _nan_rows},
+                      "An all-False mask row has max −inf: replace it by 0 and divide by 1 where the "
+                      "sum is 0, so that row's output is zeros."),
+    ),
+    claims=(
+        Claim("mqa-shares-one-head", "With H_kv = 1 every query head attends over one shared K/V "
+              "head; with H_kv = H_q it is multi-head attention.", scope="exact",
+              source="shazeer-2019-mqa", evidence=("gqa_equals_per_head", "gqa_matches_reference"),
+              not_claimed="Nothing about model quality under sharing."),
+        Claim("gqa-broadcast-memory", "Grouped attention broadcasts the shared K/V: peak memory "
+              "stays within a few copies of K+V, not H_q/H_kv copies.", scope="toy",
+              source="ainslie-2023-gqa", evidence=("gqa_no_repeat",),
+              not_claimed="Measured with tracemalloc in NumPy at N_k = 4096; a GPU kernel's "
+                          "bandwidth is level 5's business."),
+    ),
+    hints=(
+        "G = H_q // H_kv query heads share each KV head, and they are consecutive: query head h "
+        "reads KV head h // G.",
+        "Reshape q to [B, H_kv, G, N_q, d] (a view) and give k, v a size-1 axis: k[:, :, None] is "
+        "[B, H_kv, 1, N_k, d]. `@` broadcasts that axis without copying.",
+        "s = q5 @ swapaxes(k5, -1, -2) / √d; mask: broadcast to [B, H_q, N_q, N_k] then reshape "
+        "to [B, H_kv, G, N_q, N_k]; stable softmax (empty rows → 0); o = p @ v5, reshaped back to "
+        "[B, H_q, N_q, d].",
+    ),
+)

@@ -1,0 +1,276 @@
+"""Level 5 · flash_attention_forward — online softmax in registers, tiles, GQA, the causal split."""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+
+from attnkata import Claim, Fake, Kata, Misconception, Prediction
+from attnkata.compare import compare
+from attnkata.harness import KataFailure
+
+from .common import (FWD_TOL, Case, as_outputs, attention64, cases, interpreting,
+                            kernel_check, refuse_torch_attention, scale_of, scores64)
+
+ENTRY = "flash_attention_forward"
+
+
+def stub_block_n() -> int:
+    """BLOCK_N of the stub's launcher: 16 under the interpreter, 64 compiled."""
+    return 16 if interpreting() else 64
+
+
+# ---------------------------------------------------------------------------
+# The missing-rescale bug depends on the key tile size: simulate it per BLOCK_N
+# ---------------------------------------------------------------------------
+
+def rescale_forgotten(q, k, v, causal=False, sm_scale=None, block_n=None):
+    """A tiled forward whose accumulator is never multiplied by ``exp(m_old − m_new)``.
+
+    ``l`` is rescaled correctly, so ``lse`` is right and only ``o`` is off.
+    """
+    import torch
+
+    block_n = block_n or stub_block_n()
+    s, _, heads = scores64(q, k, causal, scale_of(q, sm_scale))
+    vv = v.double()[:, heads]
+    m = torch.full(s.shape[:-1], float("-inf"), dtype=torch.float64, device=s.device)
+    l = torch.zeros_like(m)
+    acc = torch.zeros(*s.shape[:-1], vv.shape[-1], dtype=torch.float64, device=s.device)
+    for start in range(0, s.shape[-1], block_n):
+        tile = s[..., start:start + block_n]
+        m_new = torch.maximum(m, tile.amax(-1))
+        p = torch.exp(tile - m_new[..., None])
+        l = l * torch.exp(m - m_new) + p.sum(-1)
+        acc = acc + p @ vv[..., start:start + block_n, :]  # the bug: no acc * alpha first
+        m = m_new
+    return as_outputs(q, acc / l[..., None], m + torch.log(l))
+
+
+def _other_tilings(got: Any, args: tuple, kwargs: dict, tol: Any, pick: Any) -> bool:
+    """Whether ``got`` is the missing-rescale output at some other BLOCK_N a learner chose."""
+    for block_n in (16, 32, 64, 128):
+        if block_n == stub_block_n():
+            continue
+        if compare(got, pick(rescale_forgotten(*args, **kwargs, block_n=block_n)), tol=tol) is None:
+            return True
+    return False
+
+
+def expect_forward(ctx: Any, case: Case, tensors: tuple | None = None, rows: slice | None = None) -> Any:
+    """The learner's ``(o, lse)`` must match the reference kernel's; ``rows`` compares a
+    slice of the query rows only. Misconceptions are named, tile size regardless."""
+    q, k, v = tensors or case.tensors()
+    args, kwargs = (q, k, v), {"causal": case.causal, "sm_scale": case.sm_scale}
+    tol = FWD_TOL[case.dtype]
+
+    def pick(out: Any) -> Any:
+        if rows is None or not isinstance(out, tuple) or len(out) != 2:
+            return out
+        return out[0][:, :, rows], out[1][:, :, rows]
+
+    got = ctx.call_soon(ENTRY, *args, **kwargs)      # the worker runs it while the reference runs here
+    want = pick(ctx.reference(ENTRY, *args, **kwargs))
+    got = got()
+
+    def rerun(ns: Any) -> Any:
+        a = copy.deepcopy(args)
+        return pick(getattr(ns, ENTRY)(*a, **kwargs))
+
+    what = (f"{ENTRY}(q={list(q.shape)}, k, v={list(k.shape)} {case.dtype}, causal={case.causal}, "
+            f"sm_scale={case.sm_scale})" + (f", query rows {rows.start}:{rows.stop}" if rows else ""))
+    try:
+        ctx.match(pick(got), want, what, rerun=rerun, tol=tol, entries=(ENTRY,))
+    except KataFailure as exc:
+        if exc.misconception is None and _other_tilings(pick(got), args, kwargs, tol, pick):
+            ctx.fail(exc.message, misconception="missing_rescale")
+        raise
+    return got
+
+
+# ---------------------------------------------------------------------------
+# Checks
+# ---------------------------------------------------------------------------
+
+@kernel_check("matches the reference kernel: GQA, causal or not, N not a multiple of the block, fp32/fp16")
+def fwd_matches_reference(ctx):
+    @ctx.given(max_examples=20, shrink=False, case=cases())
+    def prop(case):
+        expect_forward(ctx, case)
+
+    prop()
+
+
+@kernel_check("agrees with float64 attention (o and the natural-log lse) at an explicit sm_scale")
+def fwd_matches_float64(ctx):
+    for case in (Case(1, 2, 1, 33, 32, "float32", False, 0.2, 2.0, 5),
+                 Case(2, 2, 2, 17, 16, "float16", True, None, 1.0, 6)):
+        q, k, v = case.tensors()
+        got = expect_forward(ctx, case, (q, k, v))
+        want = as_outputs(q, *attention64(q, k, v, case.causal, case.sm_scale))
+        ctx.match(got, want, f"{ENTRY} against float64 attention ({case.dtype}, causal={case.causal})",
+                  rerun=lambda ns, c=case: getattr(ns, ENTRY)(*c.tensors(), causal=c.causal,
+                                                              sm_scale=c.sm_scale),
+                  tol=FWD_TOL[case.dtype], entries=(ENTRY,))
+
+
+@kernel_check("GQA and MQA inside the kernel: query head h reads KV head h // (H_q / H_kv)")
+def fwd_gqa_groups(ctx):
+    for h_q, h_kv, causal in ((4, 2, False), (4, 1, True), (6, 3, False)):
+        expect_forward(ctx, Case(1, h_q, h_kv, 17, 16, "float32", causal, None, 1.0, h_q * h_kv))
+
+
+@kernel_check("causal: query i sees keys 0..i — its own position included")
+def fwd_causal_diagonal(ctx):
+    case = Case(1, 2, 1, 40, 16, "float32", True, None, 1.0, 40)
+    q, k, v = case.tensors()
+    # rows 1.. compared alone, so the diagonal shows whatever row 0 does
+    expect_forward(ctx, case, (q, k, v), rows=slice(1, case.N))
+    o, _ = expect_forward(ctx, case, (q, k, v))
+    if not bool((o[:, :, 0].double() - v[:, :1, 0].double()).abs().max() < 1e-4):
+        ctx.fail(f"{ENTRY}: with causal=True the first query sees only key 0, so o[:, h, 0] "
+                 f"must equal v[:, h // G, 0].")
+
+
+@kernel_check("the running max rises from tile to tile: every earlier tile must be rescaled")
+def fwd_online_rescale(ctx):
+    import torch
+
+    case = Case(1, 1, 1, 40, 16, "float32", False, None, 1.0, 9)
+    q, k, v = case.tensors()
+    # each key scores higher than the one before it, so every key tile raises the max
+    q = torch.ones_like(q)
+    k = torch.linspace(0.0, 4.0, case.N, device=k.device, dtype=k.dtype)[None, None, :, None] \
+        * torch.ones_like(k)
+    expect_forward(ctx, case, (q, k, v))
+    expect_forward(ctx, Case(1, 1, 1, 40, 16, "float16", True, None, 1.0, 9), (q.half(), k.half(), v.half()))
+
+
+@kernel_check("the kernel computes the attention: no torch SDPA, no N × N tensor built in torch")
+def fwd_no_torch_attention(ctx):
+    case = Case(1, 2, 1, 40, 16, "float32", True, None, 1.0, 12)
+    q, k, v = case.tensors()
+    refuse_torch_attention(ctx, ENTRY, (q, k, v), {"causal": True}, case.N)
+    expect_forward(ctx, case, (q, k, v))
+
+
+# ---------------------------------------------------------------------------
+# Misconceptions (torch versions of what the buggy kernels compute)
+# ---------------------------------------------------------------------------
+
+def _modulo_heads(q, k, v, causal=False, sm_scale=None):
+    return as_outputs(q, *attention64(q, k, v, causal, sm_scale, modulo=True))
+
+
+def _diagonal_hidden(q, k, v, causal=False, sm_scale=None):
+    return as_outputs(q, *attention64(q, k, v, causal, sm_scale, shift=-1))
+
+
+def _lse_log2(q, k, v, causal=False, sm_scale=None):
+    return as_outputs(q, *attention64(q, k, v, causal, sm_scale, lse_unit=1.0 / math.log(2.0)))
+
+
+def _unscaled(q, k, v, causal=False, sm_scale=None):
+    return as_outputs(q, *attention64(q, k, v, causal, sm_scale, scale=1.0))
+
+
+def _sdpa_shortcut(q, k, v, causal=False, sm_scale=None):
+    import torch
+    import torch.nn.functional as F
+
+    scale = scale_of(q, sm_scale)
+    o = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), is_causal=causal,
+                                       scale=scale, enable_gqa=True)
+    return o.to(q.dtype), attention64(q, k, v, causal, sm_scale)[1].to(torch.float32)
+
+
+FLASH_ATTENTION_FORWARD = Kata(
+    id="flash_attention_forward",
+    level=5,
+    title="FlashAttention forward in Triton: tiles, online softmax, GQA, causal",
+    path="level5/flash_attention_forward.py",
+    entries=(ENTRY,),
+    checks=(fwd_matches_reference, fwd_matches_float64, fwd_gqa_groups, fwd_causal_diagonal,
+            fwd_online_rescale, fwd_no_torch_attention),
+    predictions=(
+        Prediction("tile_flops", "FLOPs of one inner-loop step at BLOCK_M = BLOCK_N = 64, d = 64: "
+                   "the two matmuls Q·Kᵀ and P·V, a multiply-add counted as 2", 1_048_576,
+                   rel_tol=0.01, why="2 · 64 · 64 · 64 for Q·Kᵀ plus the same for P·V."),
+        Prediction("tile_bytes", "bytes that step reads from HBM in fp16: one K tile and one V tile "
+                   "(the Q tile is already in registers, nothing is written)", 16_384, rel_tol=0.01,
+                   why="2 tiles · 64 · 64 elements · 2 bytes."),
+        Prediction("tile_intensity", "arithmetic intensity of that step, FLOPs per byte", 64.0,
+                   rel_tol=0.02, why="4·BM·BN·d / (2·BN·d·2 bytes) = BLOCK_M: bigger query tiles "
+                                     "reuse each loaded K/V byte more."),
+        Prediction("forward_flops", "FLOPs of one forward pass at B = 4, H = 32, N = 4096, d = 128 "
+                   "(4·B·H·N²·d)", 1.099511627776e12, rel_tol=0.01,
+                   why="4 · 4 · 32 · 4096² · 128 ≈ 1.10e12: two N×N×d matmuls per head."),
+        Prediction("forward_flops_causal", "the same pass with causal=True", 5.49755813888e11,
+                   rel_tol=0.01, why="Half the tiles are above the diagonal and skipped: ≈ 5.50e11."),
+    ),
+    misconceptions=(
+        Misconception("missing_rescale", "forgot to rescale the accumulator when the running max changes",
+                      {ENTRY: rescale_forgotten},
+                      "When a tile raises the row max from m_i to m_new, everything summed so far "
+                      "was weighted by exp(s − m_i): multiply acc (and l_i) by "
+                      "alpha = exp(m_i − m_new) before adding the new tile."),
+        Misconception("gqa_modulo", "mapped query head h to KV head h % H_kv instead of h // G",
+                      {ENTRY: _modulo_heads},
+                      "Query heads of one group are consecutive: heads 0..G−1 share KV head 0, "
+                      "so the KV head is off_h // GROUP."),
+        Misconception("causal_excludes_diagonal", "causal mask off by one: query i cannot see key i",
+                      {ENTRY: _diagonal_hidden},
+                      "Query i may attend to keys j ≤ i, itself included: keep "
+                      "offs_m[:, None] >= offs_n[None, :] (not >). Query 0 otherwise sees nothing."),
+        Misconception("lse_in_log2", "returned lse in log2 units",
+                      {ENTRY: _lse_log2},
+                      "If you work with exp2 and scores times log2(e), the row sum-exp comes out "
+                      "in log2 units: multiply by ln 2 before storing lse (the backward expects "
+                      "natural log)."),
+        Misconception("forgot_sm_scale", "forgot sm_scale (scores not multiplied by 1/√d)",
+                      {ENTRY: _unscaled},
+                      "Multiply q·kᵀ by sm_scale (1/√d by default) before the max and the exp; "
+                      "lse is the log-sum-exp of the SCALED scores."),
+    ),
+    claims=(
+        Claim("flash-forward-matches",
+              "The Triton FlashAttention forward equals softmax(q·kᵀ·scale)·v and its natural-log "
+              "lse within the dtype's tolerance — causal or not, N not a multiple of the block, "
+              "GQA/MQA by index arithmetic inside the kernel.",
+              scope="exact", source="dao-2022",
+              not_claimed="This CPU run shows correctness only (Triton interpreter, N ≤ 40, "
+                          "d ≤ 32): no TFLOP/s, no % of peak — the bench plugin measures those on "
+                          "a GPU as separate `measured` claims. bf16, d = 64/128 and longer "
+                          "sequences are checked only when compiled on a GPU (Triton 3.9's "
+                          "interpreter misreads bf16)."),
+        Claim("gqa-index-mapping", "Query head h reading KV head h // (H_q/H_kv) inside the kernel "
+              "gives the same result as attention over repeated K and V.",
+              scope="exact", source="ainslie-2023-gqa", evidence=("fwd_gqa_groups",),
+              not_claimed="Nothing about the memory saved: that is level 3's KV-cache ratio."),
+        Claim("online-rescale-exact", "Rescaling the running sums by exp(m_old − m_new) whenever a "
+              "tile raises the max makes the tiled softmax equal the full one.",
+              scope="exact", source="milakov-2018", evidence=("fwd_online_rescale",)),
+    ),
+    hints=(
+        "One program = one BLOCK_M tile of queries of one (batch, query head): "
+        "start_m = tl.program_id(0), off_hz = tl.program_id(1); z = off_hz // H_Q, h = off_hz % H_Q, "
+        "and the KV head is h // GROUP. Load the Q tile once; loop over key tiles.",
+        "Keep m_i = -inf, l_i = 0, acc = 0 (float32) per row. Per key tile: s = tl.dot(q, kT) * "
+        "sm_scale, masked to -inf past N (and above the diagonal when CAUSAL); m_new = max(m_i, "
+        "tl.max(s, 1)); p = exp(s − m_new); alpha = exp(m_i − m_new); l_i = l_i * alpha + "
+        "tl.sum(p, 1); acc = acc * alpha + tl.dot(p.to(v.dtype), v).",
+        "After the loop: o = acc / l_i, lse = m_i + log(l_i) (natural log). When CAUSAL, stop the "
+        "loop at min((start_m + 1) * BLOCK_M, N): later key tiles are fully masked. Store with "
+        "mask=offs_m < N.",
+    ),
+    requires=("torch", "triton"),
+    timeout=60.0,
+    fakes=(Fake("sdpa_shortcut", {ENTRY: _sdpa_shortcut}),),
+    bench={"kind": "flash_fwd", "entry": ENTRY,
+           "reference": "attnkata_kernels.flash_fwd:flash_fwd",
+           "baseline": "torch.nn.functional.scaled_dot_product_attention",
+           "shapes": [{"B": 4, "H_q": 32, "H_kv": 8, "N": n, "d": 128} for n in (1024, 4096)],
+           "dtypes": ["bfloat16", "float16"], "causal": [False, True],
+           "flops": "4 * B * H_q * N**2 * d (halved when causal)"},
+)

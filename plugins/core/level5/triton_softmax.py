@@ -1,0 +1,177 @@
+"""Level 5 · triton_softmax — the Triton warm-up: one program per row, masks, loads, stores."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import strategies as st
+
+from attnkata import Claim, Fake, Kata, Misconception, Prediction
+
+from .common import device, dtype_names, kernel_check, torch_calls, torch_dtype
+
+COLS = (1, 3, 16, 17, 40, 100, 1000)
+
+
+def _matrix(shape: tuple[int, int], dtype: str, scale: float, seed: int) -> Any:
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(shape, generator=gen, dtype=torch.float64) * scale
+    return x.to(dtype=torch_dtype(dtype), device=device())
+
+
+@st.composite
+def _inputs(draw: st.DrawFn) -> Any:
+    rows = draw(st.sampled_from((1, 2, 5, 9)))
+    cols = draw(st.sampled_from(COLS))
+    return _matrix((rows, cols), draw(st.sampled_from(dtype_names())),
+                   draw(st.sampled_from((1.0, 1.0, 10.0, 100.0))), draw(st.integers(0, 2**31 - 1)))
+
+
+@kernel_check("matches the reference kernel on random shapes, fp32/fp16 and logits up to ±400")
+def softmax_matches_reference(ctx):
+    @ctx.given(max_examples=20, shrink=False, x=_inputs())
+    def prop(x):
+        ctx.expect("triton_softmax", x)
+
+    prop()
+
+
+@kernel_check("huge logits do not overflow: [1000, 999, 998] gives [0.665, 0.245, 0.090]")
+def softmax_no_overflow(ctx):
+    import torch
+
+    x = torch.tensor([[1000.0, 999.0, 998.0], [-1000.0, -1001.0, -1002.0]], device=device())
+    y = ctx.expect("triton_softmax", x)
+    ctx.expect("triton_softmax", _matrix((3, 17), "float32", 200.0, 7))
+    if not torch.isfinite(y).all():
+        ctx.fail("triton_softmax: NaN or inf for logits of ±1000: subtract the row max first")
+
+
+@kernel_check("a row length that is not a power of two: padding lanes must not count")
+def softmax_ragged_rows(ctx):
+    for cols in (3, 17, 40):  # negative logits: a padding lane read as 0 would win the max
+        x = _matrix((4, cols), "float32", 1.0, cols) - 5.0
+        ctx.expect("triton_softmax", x)
+
+
+@kernel_check("rows of a strided view (a column slice of a wider tensor) use the row stride")
+def softmax_strided_rows(ctx):
+    wide = _matrix((6, 64), "float32", 2.0, 3)
+    ctx.expect("triton_softmax", wide[:, :40])
+    ctx.expect("triton_softmax", wide[1:, 8:25])
+
+
+@kernel_check("every row sums to 1; the kernel, not torch, computes the softmax")
+def softmax_is_a_kernel(ctx):
+    x = _matrix((5, 100), "float32", 3.0, 11)
+    y, seen = torch_calls(ctx, "triton_softmax", (x,), {})
+    used = sorted({fn for fn, _ in seen if fn in _TORCH_MATH})
+    if used:
+        ctx.fail(f"kata triton_softmax: refused — triton_softmax called torch `{used[0]}`. "
+                 f"The exp, the max and the sum belong inside your Triton kernel.")
+    ctx.expect("triton_softmax", x)
+    sums = y.double().sum(-1)
+    if not bool(((sums - 1).abs() < 1e-4).all()):
+        ctx.fail(f"triton_softmax: rows must sum to 1, got sums {sums.tolist()}")
+
+
+_TORCH_MATH = ("softmax", "log_softmax", "special_softmax", "special_log_softmax", "exp", "exp2",
+               "exp_", "logsumexp", "sigmoid", "special_expit")
+
+
+# -- misconceptions: torch versions of what a buggy kernel computes --------------
+
+def _no_max(x):
+    import torch
+
+    e = torch.exp(x.float())
+    return (e / e.sum(-1, keepdim=True)).to(x.dtype)
+
+
+def _pad_as_zero(x):
+    import torch
+    import torch.nn.functional as F
+
+    n = x.shape[-1]
+    width = 1 << max(n - 1, 0).bit_length()  # triton.next_power_of_2
+    padded = F.pad(x.float(), (0, width - n), value=0.0)
+    e = torch.exp(padded - padded.amax(-1, keepdim=True))
+    return (e / e.sum(-1, keepdim=True))[:, :n].to(x.dtype)
+
+
+def _stride_as_cols(x):
+    import torch
+
+    rows, n = x.shape
+    dense = torch.as_strided(x, (rows, n), (n, 1), x.storage_offset()).float()
+    e = torch.exp(dense - dense.amax(-1, keepdim=True))
+    return (e / e.sum(-1, keepdim=True)).to(x.dtype)
+
+
+def _torch_softmax(x):
+    import torch
+
+    return torch.softmax(x.float(), dim=-1).to(x.dtype)
+
+
+TRITON_SOFTMAX = Kata(
+    id="triton_softmax",
+    level=5,
+    title="A row softmax in one Triton kernel",
+    path="level5/triton_softmax.py",
+    entries=("triton_softmax",),
+    checks=(softmax_matches_reference, softmax_no_overflow, softmax_ragged_rows,
+            softmax_strided_rows, softmax_is_a_kernel),
+    predictions=(
+        Prediction("programs", "x is [1000, 300]: how many programs does the launcher start?",
+                   1000, kind="exact", why="One program per row: the grid is (n_rows,)."),
+        Prediction("block_size", "BLOCK_SIZE for rows of 300 columns", 512, kind="exact",
+                   why="tl.arange needs a power of two: triton.next_power_of_2(300) = 512."),
+        Prediction("masked_lanes", "lanes per row that the mask switches off when n_cols = 300",
+                   212, kind="exact", why="512 − 300 = 212 lanes load the `other` value."),
+        Prediction("fused_bytes", "bytes of DRAM traffic for a fused fp32 softmax of [4096, 4096] "
+                   "(each element read once and written once)", 134_217_728, rel_tol=0.01,
+                   why="2 · 4096 · 4096 · 4 bytes = 134,217,728 (128 MiB)."),
+    ),
+    misconceptions=(
+        Misconception("no_max_subtraction", "exponentiated without subtracting the row maximum",
+                      {"triton_softmax": _no_max},
+                      "exp(100) already overflows float32 (max ≈ 3.4e38): inf/inf is NaN. "
+                      "Subtract tl.max(x, axis=0) before tl.exp."),
+        Misconception("masked_lanes_zero", "masked-off lanes loaded as 0 instead of -inf",
+                      {"triton_softmax": _pad_as_zero},
+                      "BLOCK_SIZE rounds n_cols up to a power of two; the extra lanes must load "
+                      "other=-float('inf') so exp gives 0 there. With 0 they join the max and "
+                      "add e^(0 − max) to the sum."),
+        Misconception("row_stride_is_n_cols", "stepped to the next row by n_cols, not the row stride",
+                      {"triton_softmax": _stride_as_cols},
+                      "A row of a view need not start n_cols after the previous one: offset "
+                      "the row pointer by row * stride_xm (and row * stride_ym for the output)."),
+    ),
+    claims=(
+        Claim("fused-softmax-matches",
+              "A one-kernel row softmax (one program per row, masked loads, the max subtracted "
+              "in registers) equals the reference within the dtype's tolerance for any row "
+              "length and row stride.",
+              scope="exact", source="milakov-2018",
+              not_claimed="No speed or bandwidth figure: this CPU run (Triton interpreter) shows "
+                          "correctness only; GB/s on a GPU are measured by the bench plugin. "
+                          "Rows must fit in one block. bf16 is checked only when compiled on a "
+                          "GPU (Triton 3.9's interpreter misreads bf16)."),
+    ),
+    hints=(
+        "row = tl.program_id(0); cols = tl.arange(0, BLOCK_SIZE); the row starts at "
+        "X + row * stride_xm, and lanes with cols >= n_cols are outside the row.",
+        "Load with mask=cols < n_cols and other=-float('inf'), upcast to float32, subtract "
+        "tl.max(x, axis=0), exponentiate, divide by tl.sum(e, axis=0).",
+        "tl.store(Y + row * stride_ym + cols, y.to(Y.dtype.element_ty), mask=cols < n_cols).",
+    ),
+    requires=("torch", "triton"),
+    fakes=(Fake("torch_softmax", {"triton_softmax": _torch_softmax}),),
+    bench={"kind": "softmax", "entry": "triton_softmax", "baseline": "torch.softmax",
+           "shapes": [{"M": 4096, "N": n} for n in (256, 1024, 4096, 16384)],
+           "dtypes": ["float32", "float16"], "metric": "GB/s",
+           "bytes": "2 * M * N * element_size (read once, write once)"},
+)

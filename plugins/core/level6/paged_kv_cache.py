@@ -1,0 +1,315 @@
+"""Level 6 · paged_kv_cache — block tables over a shared pool, forks by reference, copy-on-write."""
+
+from __future__ import annotations
+
+from attnkata import Claim, Fake, Kata, Misconception, Prediction, check
+
+from .cache_model import CacheDriver, CacheMachine, cdiv, tokens_kv
+from .stateful import outcome, run_machine, wrong_class
+
+# ---------------------------------------------------------------------------
+# Scenarios: short stories; each returns only what any correct cache agrees on
+# ---------------------------------------------------------------------------
+
+
+def _gather(cache, sid):
+    """The sequence's keys and values, read through its block table: ``[n, H, d]`` each."""
+    import torch
+
+    table = torch.tensor([int(b) for b in cache.block_table(sid)], dtype=torch.long)
+    pos = torch.arange(cache.seq_len(sid))
+    bs = cache.k_pages.shape[1]
+    return cache.k_pages[table[pos // bs], pos % bs], cache.v_pages[table[pos // bs], pos % bs]
+
+
+def _put(cache, sid, first, count):
+    k, v = tokens_kv(list(range(first, first + count)))
+    cache.append(sid, k, v)
+
+
+@check("a fork shares every block of its parent: same block table, same tokens")
+def fork_shares_blocks(ctx):
+    def story(ns):
+        c = ns.PagedKVCache(8, 4, 2, 3)
+        s = c.add_sequence()
+        _put(c, s, 0, 5)
+        f = c.fork(s)
+        return {"block_table(f) == block_table(s)": c.block_table(f) == c.block_table(s),
+                "seq_len(f)": c.seq_len(f), "f's keys and values": _gather(c, f)}
+
+    ctx.expect_scenario(story, "block size 4: append 5 tokens to s, f = fork(s)")
+
+
+@check("appending into a shared, partly filled block copies it first (copy-on-write); "
+       "neither sequence sees the other's tokens")
+def copy_on_write(ctx):
+    def story(ns):
+        c = ns.PagedKVCache(8, 4, 2, 3)
+        s = c.add_sequence()
+        _put(c, s, 0, 5)
+        f = c.fork(s)
+        _put(c, f, 10, 1)
+        _put(c, s, 20, 1)
+        ts, tf = c.block_table(s), c.block_table(f)
+        return {"first (full) block still shared": tf[0] == ts[0],
+                "second block: f has its own copy": tf[1] != ts[1],
+                "s's keys and values": _gather(c, s), "f's keys and values": _gather(c, f)}
+
+    ctx.expect_scenario(story, "block size 4: s has 5 tokens, f = fork(s); f appends one token, "
+                               "then s appends one")
+
+
+@check("appending to a fork whose last block is full allocates a new block and copies nothing")
+def fork_of_full_blocks(ctx):
+    def story(ns):
+        c = ns.PagedKVCache(8, 4, 2, 3)
+        s = c.add_sequence()
+        _put(c, s, 0, 8)
+        before = c.block_table(s)
+        f = c.fork(s)
+        _put(c, f, 10, 1)
+        ts, tf = c.block_table(s), c.block_table(f)
+        return {"s's block table unchanged": ts == before, "f's first two blocks are s's": tf[:2] == ts,
+                "len(block_table(f))": len(tf), "f's third block is new": tf[-1] not in ts,
+                "s's keys and values": _gather(c, s), "f's keys and values": _gather(c, f)}
+
+    ctx.expect_scenario(story, "block size 4: s has 8 tokens (two full blocks), f = fork(s), "
+                               "f appends one token")
+
+
+@check("an append that does not fit raises RuntimeError and changes nothing; freed blocks "
+       "are then usable")
+def out_of_blocks_changes_nothing(ctx):
+    def story(ns):
+        c = ns.PagedKVCache(4, 2, 2, 3)
+        s = c.add_sequence()
+        _put(c, s, 0, 5)
+        f = c.add_sequence()
+        seen = {"appending 3 tokens to f (2 blocks needed, 1 free)": outcome(lambda: _put(c, f, 10, 3)),
+                "after it, seq_len(f)": c.seq_len(f), "after it, block_table(f)": c.block_table(f),
+                "after it, seq_len(s)": c.seq_len(s),
+                "after it, len(block_table(s))": len(c.block_table(s))}
+        c.free_sequence(s)
+        seen["after free_sequence(s), appending 6 tokens to f"] = outcome(lambda: _put(c, f, 20, 6))
+        seen["then seq_len(f)"] = c.seq_len(f)
+        seen["f's keys and values"] = _gather(c, f)
+        return seen
+
+    ctx.expect_scenario(story, "4 blocks of 2: s takes 3 blocks (5 tokens); a new sequence f "
+                               "appends 3 tokens (needs 2 blocks); then free s and append 6 to f")
+
+
+@check("free_sequence gives every block back to the pool")
+def free_returns_blocks(ctx):
+    def story(ns):
+        c = ns.PagedKVCache(2, 2, 2, 3)
+        s = c.add_sequence()
+        _put(c, s, 0, 4)
+        c.free_sequence(s)
+        t = c.add_sequence()
+        return {"appending 4 tokens to a new sequence t": outcome(lambda: _put(c, t, 10, 4)),
+                "seq_len(t)": c.seq_len(t), "t's keys and values": _gather(c, t)}
+
+    ctx.expect_scenario(story, "2 blocks of 2: fill them with s, free s, fill them again with t")
+
+
+@check("a fork keeps its blocks when its parent is freed")
+def fork_outlives_parent(ctx):
+    def story(ns):
+        c = ns.PagedKVCache(2, 2, 2, 3)
+        s = c.add_sequence()
+        _put(c, s, 0, 4)
+        f = outcome(lambda: c.fork(s))
+        rest = ("appending 2 tokens to t (f still holds both blocks)", "f's keys and values", "seq_len(t)")
+        if isinstance(f, str):  # a fork that needs blocks fails here: the pool is full
+            return {"fork(s) with every block in use": f, **{key: "(fork failed)" for key in rest}}
+        c.free_sequence(s)
+        t = c.add_sequence()
+        appended = outcome(lambda: _put(c, t, 10, 2))
+        return {"fork(s) with every block in use": "no error",
+                **dict(zip(rest, (appended, _gather(c, f), c.seq_len(t))))}
+
+    ctx.expect_scenario(story, "2 blocks of 2: s fills both, f = fork(s), free s; a new sequence "
+                               "t appends 2 tokens")
+
+
+@check("pages are [num_blocks, block_size, n_heads, head_dim] in the cache's dtype; "
+       "a new sequence is empty")
+def pages_layout(ctx):
+    def story(ns):
+        import torch
+
+        c = ns.PagedKVCache(3, 4, 2, 3, dtype=torch.float64)
+        s = c.add_sequence()
+        seen = {"(seq_len, block_table) of a new sequence": (c.seq_len(s), c.block_table(s))}
+        _put(c, s, 0, 2)
+        seen.update({"k_pages shape": tuple(c.k_pages.shape), "k_pages dtype": str(c.k_pages.dtype),
+                     "v_pages shape": tuple(c.v_pages.shape), "v_pages dtype": str(c.v_pages.dtype),
+                     "s's keys and values": _gather(c, s)})
+        return seen
+
+    ctx.expect_scenario(story, "PagedKVCache(3, 4, n_heads=2, head_dim=3, dtype=torch.float64), "
+                               "append 2 float32 tokens")
+
+
+@check("random interleavings of add, append, fork, free and filling the pool agree with a "
+       "model (hypothesis stateful testing): no block leaked or freed twice, sharing exact, "
+       "no write visible to another sequence")
+def cache_model(ctx):
+    run_machine(ctx, CacheMachine, CacheDriver, steps=16)
+
+
+# ---------------------------------------------------------------------------
+# Misconceptions and fakes: the reference cache with one method done wrong
+# ---------------------------------------------------------------------------
+
+
+def _append_with(self, seq_id, k, v, *, copy_on_write=True, check_first=True):
+    table, n, t, bs = self._tables[seq_id], self._lens[seq_id], k.shape[0], self.block_size
+    if t == 0:
+        return
+    shared_tail = copy_on_write and n % bs != 0 and self.allocator.refcount(table[-1]) > 1
+    if check_first and cdiv(n + t, bs) - len(table) + int(shared_tail) > self.allocator.num_free:
+        raise RuntimeError("out of KV blocks")
+    if shared_tail:
+        old, new = table[-1], self.allocator.allocate()
+        self.k_pages[new], self.v_pages[new] = self.k_pages[old], self.v_pages[old]
+        self.allocator.free(old)
+        table[-1] = new
+    while len(table) * bs < n + t:
+        table.append(self.allocator.allocate())  # raises halfway when unchecked
+    for i in range(t):
+        block, row = table[(n + i) // bs], (n + i) % bs
+        self.k_pages[block, row], self.v_pages[block, row] = k[i], v[i]
+    self._lens[seq_id] = n + t
+
+
+class _CopyingFork:
+    def fork(self, seq_id):
+        child = self.add_sequence()
+        for block in self._tables[seq_id]:
+            copy = self.allocator.allocate()
+            self.k_pages[copy], self.v_pages[copy] = self.k_pages[block], self.v_pages[block]
+            self._tables[child].append(copy)
+        self._lens[child] = self._lens[seq_id]
+        return child
+
+
+class _NoCopyOnWrite:
+    def append(self, seq_id, k, v):
+        _append_with(self, seq_id, k, v, copy_on_write=False)
+
+
+class _ForkWithoutIncref:
+    def fork(self, seq_id):
+        child = self.add_sequence()
+        self._tables[child] = list(self._tables[seq_id])
+        self._lens[child] = self._lens[seq_id]
+        return child
+
+
+class _LeakyFree:
+    def free_sequence(self, seq_id):
+        del self._tables[seq_id], self._lens[seq_id]
+
+
+class _PartialAllocation:
+    def append(self, seq_id, k, v):
+        _append_with(self, seq_id, k, v, check_first=False)
+
+
+class _ForkEmpty:
+    def fork(self, seq_id):
+        return self.add_sequence()
+
+
+class _FreeNothing:
+    def free_sequence(self, seq_id):
+        pass
+
+
+def _impl(mixin):
+    return {"PagedKVCache": wrong_class("paged_kv_cache.py", "PagedKVCache", mixin)}
+
+
+PAGED_KV_CACHE = Kata(
+    id="paged_kv_cache",
+    level=6,
+    title="A paged KV cache: block tables, forks that share, copy-on-write",
+    path="level6/paged_kv_cache.py",
+    entries=("PagedKVCache",),
+    checks=(fork_shares_blocks, copy_on_write, fork_of_full_blocks, out_of_blocks_changes_nothing,
+            free_returns_blocks, fork_outlives_parent, pages_layout, cache_model),
+    predictions=(
+        Prediction("blocks_after_fork", "block size 16: a sequence of 1000 tokens, then one fork. "
+                   "How many physical blocks do the two use together?", 63, kind="exact",
+                   why="⌈1000/16⌉ = 63 blocks, and the fork shares all of them."),
+        Prediction("blocks_after_fork_appends", "…then the fork appends one token. How many "
+                   "blocks are in use now?", 64, kind="exact",
+                   why="1000 = 62·16 + 8: the last block is partly filled and shared, so the fork "
+                       "copies it (copy-on-write) and writes its token there: 62 shared + 2."),
+        Prediction("tokens_copied_on_write", "…and how many tokens' keys and values did that "
+                   "copy-on-write copy?", 8, kind="exact",
+                   why="Only the filled rows of the shared last block: 1000 − 62·16 = 8."),
+        Prediction("blocks_after_fork_appends_full", "Same, but the sequence had 1008 tokens "
+                   "(63 full blocks) when forked. Blocks in use after the fork appends one token?",
+                   64, kind="exact",
+                   why="Nothing to copy: the last block is full, so the new token goes into a "
+                       "fresh block of the fork's own. 63 shared + 1."),
+    ),
+    misconceptions=(
+        Misconception("copying_fork", "fork copies every block instead of sharing it",
+                      _impl(_CopyingFork),
+                      "A fork only adds an owner: the child's block table is a copy of the "
+                      "parent's list of ids, and each of those blocks gets incref. Copying "
+                      "the data is what paging is meant to avoid (beam search would copy the "
+                      "whole prompt for every beam)."),
+        Misconception("no_copy_on_write", "appends into a shared block in place (no copy-on-write)",
+                      _impl(_NoCopyOnWrite),
+                      "Before writing into the last block, check: partly filled and refcount > 1? "
+                      "Then allocate a new block, copy the filled rows, free (decref) the old one "
+                      "and point your block table at the copy."),
+        Misconception("fork_without_incref", "fork shares the block table but never increfs "
+                      "the blocks", _impl(_ForkWithoutIncref),
+                      "Every shared block has one more owner after a fork. Without incref, "
+                      "freeing either sequence returns blocks the other still reads, and "
+                      "copy-on-write never sees a refcount above 1."),
+        Misconception("leaky_free", "free_sequence forgets the blocks (never frees them)",
+                      _impl(_LeakyFree),
+                      "Free (decref) every block in the sequence's table; the last owner's "
+                      "free returns it to the pool. Otherwise the pool shrinks for good."),
+        Misconception("partial_allocation", "an append that runs out of blocks keeps the blocks "
+                      "it already took", _impl(_PartialAllocation),
+                      "Count the blocks the append needs (new blocks, plus one for a "
+                      "copy-on-write) and compare with num_free before allocating anything: "
+                      "an append that cannot finish must change nothing."),
+    ),
+    fakes=(Fake("fork_is_empty", _impl(_ForkEmpty)), Fake("free_does_nothing", _impl(_FreeNothing))),
+    generic_fakes=(),
+    claims=(
+        Claim("fork-shares-until-written", "A fork shares its parent's blocks until one of them "
+              "writes: then only the shared, partly filled last block is copied, and neither "
+              "sequence ever sees the other's tokens.", scope="exact", source="kwon-2023-paged",
+              evidence=("fork_shares_blocks", "copy_on_write", "fork_of_full_blocks", "cache_model"),
+              not_claimed="Nothing about prefix caching across unrelated requests, eviction, "
+                          "swapping to CPU memory or a scheduler."),
+        Claim("paged-cache-bookkeeping", "Under random interleavings of add, append, fork and "
+              "free, no block leaks or is freed twice, and an append that does not fit changes "
+              "nothing.", scope="exact", source="kwon-2023-paged",
+              evidence=("out_of_blocks_changes_nothing", "free_returns_blocks",
+                        "fork_outlives_parent", "cache_model"),
+              not_claimed="Checked on small pools (≤ 6 blocks) and short random stories, not "
+                          "proved for every history."),
+    ),
+    hints=(
+        "Keep, per sequence, a Python list of block ids (its block table) and its length; token "
+        "t lives in block table[t // block_size] at row t % block_size.",
+        "fork: new id, table = list(parent's table), incref every block. free_sequence: free "
+        "every block of its table. append: first count the blocks you will need and raise "
+        "RuntimeError if more than num_free.",
+        "Copy-on-write happens once per append, before writing: if length % block_size != 0 and "
+        "refcount(table[-1]) > 1, allocate a block, copy k_pages/v_pages rows, free the old "
+        "block, table[-1] = new.",
+    ),
+    requires=("torch",),
+)
