@@ -23,21 +23,21 @@ from attnkata import Check, Kata, Pack  # noqa: E402
 from attnkata.ladder import Ladder  # noqa: E402
 from attnkata.manager import Registry  # noqa: E402
 from attnkata.target import TargetSpec  # noqa: E402
-from attnkata_plugins import bench_oracle as oracle  # noqa: E402
-from attnkata_plugins import bench_results as res  # noqa: E402
-from attnkata_plugins.bench_cases import Case, flash_flops, sweep  # noqa: E402
-from attnkata_plugins.bench_env import DeviceInfo, form_factor, lookup_peak  # noqa: E402
-from attnkata_plugins.bench_options import BenchOptions  # noqa: E402
-from attnkata_plugins.bench_run import bench_specs, run_bench  # noqa: E402
-from attnkata_plugins.bench_saved import ladder_claims, report_sections  # noqa: E402
-from attnkata_plugins.bench_timing import CudaEventTimer, Timing  # noqa: E402
+from attnkata_plugins.bench import oracle  # noqa: E402
+from attnkata_plugins.bench import results as res  # noqa: E402
+from attnkata_plugins.bench.cases import Case, flash_flops, sweep  # noqa: E402
+from attnkata_plugins.bench.env import DeviceInfo, form_factor, lookup_peak  # noqa: E402
+from attnkata_plugins.bench.options import BenchOptions  # noqa: E402
+from attnkata_plugins.bench.run import bench_specs, run_bench  # noqa: E402
+from attnkata_plugins.bench.saved import ladder_claims, report_sections  # noqa: E402
+from attnkata_plugins.bench.timing import CudaEventTimer, Timing  # noqa: E402
 
 H100 = DeviceInfo("NVIDIA H100 80GB HBM3", "SXM", "9.0", 132, 79.6, 50 * 2**20, "550.54.15",
                   lookup_peak("NVIDIA H100 80GB HBM3"))
 FAKE_MS = {"target": 2.0, "reference": 1.0, "sdpa_flash": 4.0, "sdpa_math": 8.0}
 
 FLASH_TARGET = '''
-from attnkata_plugins.bench_oracle import attention
+from attnkata_plugins.bench.oracle import attention
 
 def flash_attention_forward(q, k, v, causal=False, sm_scale=None):
     o, lse = attention(q, k, v, causal, sm_scale)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from attnkata_plugins.bench_cpu import (FILENAME, SCHEMA, cpu_bench_table, naive_attention,
+from attnkata_plugins.bench.cpu import (FILENAME, SCHEMA, cpu_bench_table, naive_attention,
                                         reference_tiled, run_cpu_bench)
 
 needs_pytest_benchmark = pytest.mark.skipif(importlib.util.find_spec("pytest_benchmark") is None,

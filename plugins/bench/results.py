@@ -18,7 +18,7 @@ from rich.text import Text
 from attnkata.ladder import ClaimRow
 from attnkata.state import JsonStore, jsonable, now
 
-from .bench_cases import BASELINES
+from .cases import BASELINES
 
 BENCH_SCHEMA = "attnkata.bench/1"
 OK = "ok"

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from .bench_cases import KINDS, Case
+from .cases import KINDS, Case
 
 CAUSAL_MODES = {"both": (False, True), "no": (False,), "yes": (True,)}
 
@@ -111,7 +111,7 @@ class BenchOptions:
                    cpu_sizes=_ints(get("cpu_sizes")), cpu_repeat=get("cpu_repeat"))
 
     def cases(self) -> list[Case]:
-        from .bench_cases import sweep
+        from .cases import sweep
 
         return sweep(self.kinds, self.sizes, self.head_dims, self.dtypes, self.causal, tokens=self.tokens,
                      width=self.width, gqa=self.gqa, decode_batch=self.decode_batch)

@@ -170,7 +170,7 @@ def truth(case: Case, inputs: dict[str, Any]) -> tuple[tuple, tuple]:
 
 
 def _truth(case: Case, inputs: dict[str, Any]) -> tuple[tuple, tuple]:
-    from . import bench_oracle as oracle
+    from . import oracle
 
     import torch
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .bench_results import OK, TITLES, primary
+from .results import OK, TITLES, primary
 
 STYLES = {"target": dict(color="black", linewidth=2.2, marker="o"),
           "reference": dict(color="tab:blue", marker="s")}

@@ -23,7 +23,7 @@ def bench_dir(rootdir: Path) -> Path:
 
 def ladder_claims(ladder: Any, folder: Path) -> list[Any]:
     """Measured claims of the last saved bench that apply to this ladder's target."""
-    from .bench_results import claims_from, load_last
+    from .results import claims_from, load_last
 
     data = load_last(folder)
     if data is None:
@@ -34,7 +34,7 @@ def ladder_claims(ladder: Any, folder: Path) -> list[Any]:
 
 
 def report_sections(ladder: Any, folder: Path) -> list[Any]:
-    from .bench_results import claims_from, load_last
+    from .results import claims_from, load_last
 
     data = load_last(folder)
     if data is None:
@@ -54,7 +54,7 @@ def report_sections(ladder: Any, folder: Path) -> list[Any]:
 
 
 def report_json(ladder: Any, data: dict, folder: Path) -> None:
-    from .bench_results import load_last
+    from .results import load_last
 
     saved = load_last(folder)
     if saved is not None:

@@ -9,7 +9,8 @@ JSON document (``attnkata.bench/1``) with the environment and a plot, and turn t
 figures into ``measured`` claims.  Without CUDA: "no GPU: correctness only", and the CPU
 katas are timed instead.  Never part of the default run; never a timed assertion.
 
-The logic lives in ``bench_*`` modules that the CLI reuses; this module only wires it.
+The logic lives in this package's plain modules (``run``, ``cases``, ``results``, ...), which
+the CLI reuses; this module only wires it.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ BENCH_RUN = pytest.StashKey[Any]()
 # -- pytest side -------------------------------------------------------------
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    from .bench_options import add_options
+    from .options import add_options
 
     group = parser.getgroup("attnkata", "attnkata katas")
     group.addoption("--attnkata-bench", action="store_true", default=False,
@@ -42,8 +43,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     from attnkata.session import SESSION
 
-    from .bench_options import BenchOptions
-    from .bench_run import run_bench
+    from .options import BenchOptions
+    from .run import run_bench
 
     state = config.stash.get(SESSION, None)
     if state is None:  # the attnkata plugin did not configure this run
@@ -89,7 +90,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
 
 @hookimpl
 def attnkata_cli_commands(subparsers: Any) -> None:
-    from .bench_cli import add_command
+    from .cli import add_command
 
     add_command(subparsers)
 
@@ -97,7 +98,7 @@ def attnkata_cli_commands(subparsers: Any) -> None:
 @hookimpl
 def attnkata_ladder_claims(ladder: Any, rootdir: Path) -> list[Any]:
     """The last saved bench's measured claims, with their environment."""
-    from .bench_saved import bench_dir, ladder_claims
+    from .saved import bench_dir, ladder_claims
 
     return ladder_claims(ladder, bench_dir(rootdir))
 
@@ -105,14 +106,14 @@ def attnkata_ladder_claims(ladder: Any, rootdir: Path) -> list[Any]:
 @hookimpl
 def attnkata_report_sections(ladder: Any, rootdir: Path) -> list[Any]:
     """Where the last saved bench is, and what it measured."""
-    from .bench_saved import bench_dir, report_sections
+    from .saved import bench_dir, report_sections
 
     return report_sections(ladder, bench_dir(rootdir))
 
 
 @hookimpl
 def attnkata_report_json(ladder: Any, data: dict, rootdir: Path) -> None:
-    from .bench_saved import bench_dir, report_json
+    from .saved import bench_dir, report_json
 
     report_json(ladder, data, bench_dir(rootdir))
 

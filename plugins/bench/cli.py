@@ -19,7 +19,7 @@ target's kernel gave a wrong answer."""
 
 
 def add_command(subparsers: Any) -> argparse.ArgumentParser:
-    from .bench_options import add_options
+    from .options import add_options
 
     parser = subparsers.add_parser("bench", help="benchmark the GPU katas' kernels (or the CPU katas without CUDA)",
                                    description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -42,8 +42,8 @@ def main(args: argparse.Namespace) -> int:
     from attnkata.render import render, use_color
     from attnkata.target import TargetSpec
 
-    from .bench_options import BenchOptions
-    from .bench_run import run_bench
+    from .options import BenchOptions
+    from .run import run_bench
 
     rootdir = Path(getattr(args, "root", None) or Path.cwd()).resolve()
     try:

@@ -3,7 +3,7 @@
 Plain functions shared by ``pytest --attnkata-bench`` and ``attnkata bench``.  On CUDA
 each shape gets fresh inputs from the framework; every candidate is checked against the
 float32 truth on them first and only a correct one is timed.  Without CUDA it says so
-("no GPU: correctness only") and times the CPU katas instead (level 4, ``bench_cpu``).
+("no GPU: correctness only") and times the CPU katas instead (level 4, ``cpu``).
 Either way a JSON document in the ``attnkata.bench/1`` envelope is written.
 """
 
@@ -11,31 +11,12 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from .bench_cases import KINDS, Case, Candidate, Unsupported
-from .bench_options import BenchOptions
-
-NO_GPU = "no GPU: correctness only"
-
-
-@dataclass
-class BenchRun:
-    """What a bench run leaves: the JSON document, its files, its claims and what to print."""
-
-    data: dict
-    json_path: Path
-    claims: list = field(default_factory=list)
-    plots: list[Path] = field(default_factory=list)
-    renderables: list = field(default_factory=list)
-
-    @property
-    def exit_code(self) -> int:
-        bad = [r for r in self.data.get("rows", []) if r["candidate"] == "target"
-               and r["status"] in ("incorrect", "error")]
-        return 1 if bad else 0
+from .cases import KINDS, Case, Candidate, Unsupported
+from .options import BenchOptions
+from .outcome import BenchRun
 
 
 # -- the target's kernels ----------------------------------------------------------
@@ -90,7 +71,7 @@ def target_kernels(registry: Any, target: Any,
     """The target's kernel per kind, the kata id per kind, and notes on what was not found."""
     from attnkata.target import load_module
 
-    from .bench_cases import autotuners, kernel_candidate
+    from .cases import autotuners, kernel_candidate
 
     found: dict[str, Candidate] = {}
     katas: dict[str, str] = {}
@@ -145,8 +126,8 @@ def measure(case: Case, candidate: Candidate, inputs: dict, exact: tuple, drift:
     """One row: check the candidate on the case's inputs, then (only if correct) time it."""
     import torch
 
-    from .bench_cases import OUTPUT_NAMES, autotune_choice
-    from .bench_oracle import checksum, compare
+    from .cases import OUTPUT_NAMES, autotune_choice
+    from .oracle import checksum, compare
 
     row = base_row(case, candidate)
     tensors = [t for t in inputs.values() if isinstance(t, torch.Tensor)]
@@ -200,7 +181,7 @@ def _first_line(exc: BaseException) -> str:
 def run_sweep(cases: list[Case], candidates: dict[str, list[Candidate]], *, timer: Callable, device: Any,
               seed: int, echo: Callable[[str], Any]) -> list[dict]:
     """Every candidate at every case, in order; fresh inputs per case from ``seed``."""
-    from .bench_cases import make_inputs, truth
+    from .cases import make_inputs, truth
 
     rows = []
     for i, case in enumerate(cases):
@@ -231,8 +212,8 @@ def run_bench(opts: BenchOptions, *, registry: Any, target: Any, learner_root: P
               device: Any = None) -> BenchRun:
     """Run the benchmark and write its JSON (and plots).
 
-    :param gpu: a :class:`~bench_env.DeviceInfo`; default: the CUDA device, or the CPU path without one.
-    :param timer: default :class:`~bench_timing.CudaEventTimer`; the tests inject a fake.
+    :param gpu: a :class:`~env.DeviceInfo`; default: the CUDA device, or the CPU path without one.
+    :param timer: default :class:`~timing.CudaEventTimer`; the tests inject a fake.
     :param device: where tensors live (default ``cuda``; the tests run the GPU path on ``cpu``).
     """
     from attnkata.hardware import ensure_triton_mode
@@ -244,13 +225,13 @@ def run_bench(opts: BenchOptions, *, registry: Any, target: Any, learner_root: P
     out_dir = Path(opts.out) if opts.out else state_dir(rootdir) / "bench"
     stamp = time.strftime("%Y%m%d-%H%M%S")
     if gpu is None and not torch.cuda.is_available():
-        from .bench_cpu_path import run_cpu
+        from .cpu_path import run_cpu
 
         return run_cpu(opts, out_dir, stamp, target, echo)
-    from . import bench_results as res
-    from .bench_cases import baseline_candidates
-    from .bench_env import describe_device, environment
-    from .bench_timing import CudaEventTimer
+    from . import results as res
+    from .cases import baseline_candidates
+    from .env import describe_device, environment
+    from .timing import CudaEventTimer
 
     gpu = gpu or describe_device()
     device = device or "cuda"
@@ -279,8 +260,8 @@ def run_bench(opts: BenchOptions, *, registry: Any, target: Any, learner_root: P
 
 def _finish(data: dict, claims: list, out_dir: Path, stamp: str, opts: BenchOptions,
             echo: Callable[[str], Any]) -> BenchRun:
-    from . import bench_results as res
-    from .bench_plot import plot
+    from . import results as res
+    from .plot import plot
 
     plots: list[Path] = []
     if opts.plot and data["rows"]:

@@ -2,7 +2,7 @@
 
 GPU kernels are only checked for correctness here (``pytest`` runs them on Triton's
 interpreter); timing them on a CPU would say nothing about a GPU.  What a CPU can time
-honestly is level 4: tiled attention against naive attention (``bench_cpu``, written
+honestly is level 4: tiled attention against naive attention (``cpu``, written
 with level 4).
 """
 
@@ -17,9 +17,9 @@ NO_GPU_EXPLAINED = ("no GPU: correctness only — CUDA is not available, so the 
 
 
 def run_cpu(opts: Any, out_dir: Path, stamp: str, target: Any, echo: Callable[[str], Any]) -> Any:
-    from . import bench_results as res
-    from .bench_env import environment
-    from .bench_run import NO_GPU, BenchRun
+    from . import results as res
+    from .env import environment
+    from .outcome import NO_GPU, BenchRun
 
     echo(NO_GPU_EXPLAINED)
     env = environment(None, created=res.now(), dtype="float32", shapes=f"N {','.join(map(str, opts.cpu_sizes))}, d 64",
@@ -27,7 +27,7 @@ def run_cpu(opts: Any, out_dir: Path, stamp: str, target: Any, echo: Callable[[s
     notes: list[str] = []
     renderables: list[Any] = []
     try:
-        from .bench_cpu import cpu_bench_table, run_cpu_bench
+        from .cpu import cpu_bench_table, run_cpu_bench
     except ImportError as exc:
         result: Any = {"error": f"the CPU bench is unavailable: {exc}"}
         notes.append(result["error"])
@@ -49,7 +49,7 @@ def run_cpu(opts: Any, out_dir: Path, stamp: str, target: Any, echo: Callable[[s
 
 def cpu_claims(result: Any, env: dict, notes: list[str]) -> list[Any]:
     """One measured claim from the largest N of the CPU bench: time and peak-memory ratios."""
-    from . import bench_results as res
+    from . import results as res
 
     rows = result.get("rows") if isinstance(result, dict) else None
     if not rows:
@@ -65,7 +65,7 @@ def cpu_claims(result: Any, env: dict, notes: list[str]) -> list[Any]:
         return [res.measured_claim("bench-cpu-tiled-vs-naive", text, "dao-2022",
                                    res.claim_environment(cpu_env, row["dtype"], cpu_env["shapes"]),
                                    not_claimed="says nothing about GPU kernels; host CPU, NumPy and these sizes only",
-                                   evidence=["attnkata bench (CPU): bench_cpu.run_cpu_bench"], kata="tiled_attention")]
+                                   evidence=["attnkata bench (CPU): bench.cpu.run_cpu_bench"], kata="tiled_attention")]
     except (KeyError, TypeError, ValueError, ZeroDivisionError, res.MeasuredClaimRefused) as exc:
         notes.append(f"no CPU claim: {type(exc).__name__}: {exc}")
         return []

@@ -50,7 +50,7 @@ def environment() -> dict[str, Any]:
 
     from attnkata.state import now
 
-    from .bench_env import cpu_name
+    from .env import cpu_name
 
     return {"created": now(), "python": platform.python_version(), "numpy": np.__version__,
             "platform": platform.platform(terse=True), "cpu": cpu_name(), "cpu_count": os.cpu_count(),
@@ -73,7 +73,7 @@ def run_cpu_bench(sizes: tuple[int, ...] = (256, 512, 1024, 2048), d: int = 64, 
                   seed: int = 0) -> dict[str, Any]:
     """Time and measure tiled vs naive attention at each N; write ``out_dir/bench-cpu.json``
     when ``out_dir`` is given. Returns the JSON envelope (a dict)."""
-    from attnkata_plugins.core.level4_probe import peak_bytes
+    from attnkata_plugins.core.level4.probe import peak_bytes
 
     tiled = reference_tiled()
     rng = np.random.default_rng(seed)

@@ -1,0 +1,25 @@
+"""What a bench run leaves (:class:`BenchRun`), on CUDA (``run``) or without it (``cpu_path``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+NO_GPU = "no GPU: correctness only"
+
+
+@dataclass
+class BenchRun:
+    """What a bench run leaves: the JSON document, its files, its claims and what to print."""
+
+    data: dict
+    json_path: Path
+    claims: list = field(default_factory=list)
+    plots: list[Path] = field(default_factory=list)
+    renderables: list = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        bad = [r for r in self.data.get("rows", []) if r["candidate"] == "target"
+               and r["status"] in ("incorrect", "error")]
+        return 1 if bad else 0
