@@ -261,6 +261,10 @@ def build_parser(pm, problems: list | None = None) -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="list the katas in ladder order")
     p.set_defaults(func=cmd_list)
 
+    from .grade import add_parser as add_grade
+
+    add_grade(sub)
+
     plugin_commands(pm, sub, problems if problems is not None else [])
     return parser
 

@@ -110,14 +110,14 @@ def cmd_readiness(args: argparse.Namespace) -> int:
 def cmd_class(args: argparse.Namespace) -> int:
     from attnkata.cli import print_renderable
 
-    ladders = {}
+    ladders, unreadable = {}, []
     for path in args.results:
         try:
             data = json.loads(Path(path).read_text(encoding="utf-8"))
-            if data.get("schema") != "attnkata.ladder/1":
+            if not isinstance(data, dict) or data.get("schema") != "attnkata.ladder/1":
                 raise ValueError("not an attnkata ladder export")
         except (OSError, ValueError) as exc:
-            print(f"attnkata class: skipping {path}: {exc}", file=sys.stderr)
+            unreadable.append(f"{path}: {exc}")
             continue
         ladders[Path(path).stem] = data
     if not ladders:
@@ -126,6 +126,12 @@ def cmd_class(args: argparse.Namespace) -> int:
         return 1
     for table in class_tables(ladders):
         print_renderable(table, args)
+    if unreadable:  # said last and loudly: a missing learner must not pass unnoticed
+        print(f"\nattnkata class: {len(unreadable)} export(s) could not be read, so those "
+              f"learners are NOT in the tables above:", file=sys.stderr)
+        for line in unreadable:
+            print(f"  ✗ {line}", file=sys.stderr)
+        return 1
     return 0
 
 
