@@ -327,7 +327,7 @@ def cmd_grade(args: Any, pm: Any, registry: Any) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from . import gradebook, similarity
+    from . import gradebook
 
     console = Console(stderr=True, width=min(args.width, 100))
     known = {Path(k.path).parts[0] for k in registry.katas}

@@ -36,6 +36,7 @@ from . import wire
 
 OUTPUT_HEAD = OUTPUT_TAIL = 20_000      # bytes of learner output shown from each end
 DEFAULT_KATA_BUDGET = 180.0             # seconds of learner time per kata, all checks together
+MAX_REPLY = 1 << 30                     # bytes: a bigger answer from a worker is refused
 
 
 # ---------------------------------------------------------------------------
@@ -181,7 +182,7 @@ class WorkerProcess:
         return reply[1]
 
     def _receive(self, deadline: float, what: str, seconds: float = 0.0) -> Any:
-        buf = b""
+        buf = bytearray()
         need = wire.HEADER.size
         size = None
         while True:
@@ -199,10 +200,16 @@ class WorkerProcess:
                 self._died(what)
             buf += chunk
             if size is None and len(buf) >= need:
-                size = wire.HEADER.unpack(buf[:need])[0]
+                size = wire.HEADER.unpack(bytes(buf[:need]))[0]
+                if size > MAX_REPLY:
+                    self.kill()
+                    self.gone = WorkerGone(f"{what} returned {size / 2**30:.1f} GiB of data, more "
+                                           f"than the grader reads ({MAX_REPLY / 2**30:g} GiB): "
+                                           f"return the result, not a huge buffer")
+                    raise self.gone
             if size is not None and len(buf) >= need + size:
                 try:
-                    return wire.loads_safe(buf[need:need + size])
+                    return wire.loads_safe(bytes(buf[need:need + size]))
                 except Exception as exc:
                     self.kill()
                     self.gone = WorkerGone(f"the worker sent back something the grader refuses "
@@ -331,7 +338,8 @@ SIGNAL_HINTS = {
 
 def describe_status(status: Any, crash: str) -> str:
     if status is None:
-        return "it exited (status unknown)"
+        return ("it ended, and no exit status could be read (did it kill its parent, the "
+                "fork server? The next kata gets a new one)")
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
         try:
@@ -699,6 +707,9 @@ class Supervisor:
         if not hasattr(os, "fork") or not hasattr(socket, "send_fds"):
             raise WorkerUnsupported("attnkata runs learner code in a forked worker, which this OS "
                                     "cannot do: use Linux or macOS (on Windows, WSL)")
+        if self.server is not None and self.server.proc.poll() is not None:
+            self.server.close()  # learner code killed it: start a fresh one
+            self.server = None
         if self.server is None:
             self.server = ForkServer()
         return self.server
@@ -726,7 +737,14 @@ class Supervisor:
         cfg = self.config
         if probes:
             cfg = WorkerConfig(**{**cfg.__dict__, "probes": tuple(probes)})
-        worker = WorkerProcess(server, cfg, path.name, str(root) + "/")
+        try:
+            worker = WorkerProcess(server, cfg, path.name, str(root) + "/")
+        except (RuntimeError, OSError):  # the server died (killed by earlier learner code)
+            self.server.close()
+            self.server = None
+            server = self._server()
+            server.preload(preload)
+            worker = WorkerProcess(server, cfg, path.name, str(root) + "/")
         self.isolation = worker.isolation
         spent = self.spent.get(key, 0.0)
         if entry is not None:  # the last worker of this kata timed out or crashed

@@ -11,7 +11,7 @@ import pytest
 
 from .manager import Registry
 from .model import Kata
-from .remote import DEFAULT_KATA_BUDGET, Supervisor, WorkerConfig, WorkerGone, default_memory_limit
+from .remote import DEFAULT_KATA_BUDGET, Supervisor, WorkerConfig, default_memory_limit
 from .state import JsonStore, ledger, record_predictions
 from .target import TargetLoadError, TargetSpec, load_module
 

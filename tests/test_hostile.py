@@ -211,3 +211,24 @@ def test_a_crash_never_keeps_an_earlier_ready(project):
     report = project.pytester.run(sys.executable, "-m", "attnkata", "--root", str(project.root),
                                   "report")
     assert "ready (earlier run)" not in report.stdout.str()
+
+
+def test_killing_the_fork_server_or_the_grader_is_refused_and_the_run_goes_on(project):
+    """Signalling another process is refused; a server killed anyway is restarted."""
+    from conftest import statuses
+
+    project.write("level0/qk_scores.py", _solution("level0/qk_scores.py")
+                  + "\nimport os, signal\nos.kill(os.getppid(), signal.SIGKILL)\n")
+    project.write("level0/softmax.py", _solution("level0/softmax.py")
+                  + "\nimport ctypes, os, signal\n"
+                  "ctypes.CDLL(None).kill(os.getppid(), signal.SIGKILL)\n")
+    project.solution("level0/scaled_scores.py")
+    project.solution("level1/causal_mask.py")
+    result, ladder = project.ladder("katas/level0", "katas/level1/causal_mask.py")
+    got = statuses(ladder)
+    assert got["qk_scores"] == "failing"
+    assert "tried to signal process" in result.stdout.str()
+    assert got["scaled_scores"] == "failing"   # it imports qk_scores, whose import fails
+    assert got["softmax"] == "failing"         # ctypes gets past the audit hook: the server dies,
+    assert "no exit status" in result.stdout.str()   # and its worker with it
+    assert got["causal_mask"] == "ready"       # the next kata gets a new fork server
