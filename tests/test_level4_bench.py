@@ -52,10 +52,11 @@ def test_run_cpu_bench_schema(tmp_path):
     assert result["schema"] == SCHEMA
     for key in ("python", "numpy", "cpu", "cpu_count", "created"):
         assert key in result["environment"]
-    assert [row["n"] for row in result["rows"]] == [16, 40]
+    assert [(row["n"], row["status"], row["message"]) for row in result["rows"]] == [(16, "ok", ""), (40, "ok", "")]
     for row in result["rows"]:
         assert row["d"] == 8 and row["dtype"] == "float32" and row["block_q"] == 8
-        for key in ("tiled_median_s", "tiled_min_s", "naive_median_s", "naive_min_s"):
+        assert row["tiled_file"].endswith("solutions/level4/tiled_attention.py")  # the reference, by default
+        for key in ("tiled_median_s", "tiled_p20_s", "tiled_p80_s", "naive_median_s", "naive_min_s"):
             assert row[key] >= 0
         assert row["tiled_peak_bytes"] > 0 and row["naive_peak_bytes"] > 0
         assert row["max_abs_diff"] < 1e-4          # both forwards compute the same attention
@@ -83,5 +84,5 @@ def test_cpu_bench_table_renders():
     out = StringIO()
     Console(file=out, width=160, no_color=True, color_system=None).print(cpu_bench_table(result))
     text = out.getvalue()
-    assert "tiled vs naive" in text and "256" in text
+    assert "tiled (reference) vs naive" in text and "256" in text
     assert "20.00 ms" in text and "4.00 ms" in text and "5.00×" in text and "8.0×" in text

@@ -61,7 +61,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     try:
         opts = BenchOptions.from_namespace(config.option, seed=state.seed)
         run = run_bench(opts, registry=state.registry, target=state.target, learner_root=state.katas_dir,
-                        rootdir=state.rootdir, echo=echo)
+                        rootdir=state.rootdir, echo=echo, worker_config=state.worker_config())
     except Exception as exc:  # the bench reports; it never turns a green run red
         config.stash[BENCH_RUN] = f"attnkata bench failed: {type(exc).__name__}: {exc}"
         return

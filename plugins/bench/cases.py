@@ -202,6 +202,7 @@ class Prepared:
     run: Callable[[], Any]
     setup: Callable[[], Any] | None = None
     outputs: Callable[[Any], tuple] = lambda ret: tuple(ret) if isinstance(ret, (tuple, list)) else (ret,)
+    time: Callable[[], Any] | None = None   # times itself (in the learner's worker): returns a ``Timed``
 
 
 @dataclass(frozen=True)
@@ -219,17 +220,36 @@ class Unsupported(Exception):
     """This candidate cannot run this case (a backend without the shape, no GQA support…)."""
 
 
+def kernel_args(kind: str, case: Case, x: dict) -> tuple[tuple, dict]:
+    """``(args, kwargs)`` of the kata's contract for ``kind`` on the inputs ``x``."""
+    if kind == "flash_fwd":
+        return (x["q"], x["k"], x["v"]), {"causal": case.causal}
+    if kind == "flash_bwd":
+        return (x["q"], x["k"], x["v"], x["o"], x["lse"], x["do"]), {"causal": case.causal}
+    return (x["q"], x["k_pages"], x["v_pages"], x["block_tables"], x["seq_lens"]), {}
+
+
 def kernel_candidate(name: str, impl: str, kind: str, fn: Callable, autotuned: tuple = ()) -> Candidate:
-    """A function with the kata's contract for ``kind`` (the learner's or a reference kernel)."""
+    """A function with the kata's contract for ``kind``, run in this process (a reference kernel)."""
 
     def prepare(case: Case, x: dict) -> Prepared:
-        if kind == "flash_fwd":
-            return Prepared(lambda: fn(x["q"], x["k"], x["v"], causal=case.causal))
-        if kind == "flash_bwd":
-            return Prepared(lambda: fn(x["q"], x["k"], x["v"], x["o"], x["lse"], x["do"], causal=case.causal))
-        return Prepared(lambda: fn(x["q"], x["k_pages"], x["v_pages"], x["block_tables"], x["seq_lens"]))
+        args, kwargs = kernel_args(kind, case, x)
+        return Prepared(lambda: fn(*args, **kwargs))
 
     return Candidate(name, impl, prepare, autotuned=autotuned)
+
+
+def remote_candidate(name: str, kind: str, kernel: Any, flush_bytes: int = 0) -> Candidate:
+    """The target's kernel, in its worker (:class:`~.learner.RemoteKernel`): the inputs are
+    staged there once per case, its outputs judged here, its timing taken there and checked."""
+
+    def prepare(case: Case, x: dict) -> Prepared:
+        args, kwargs = kernel_args(kind, case, x)
+        staged = kernel.stage(*args, **kwargs)
+        return Prepared(lambda: kernel.call(staged), time=lambda: kernel.time(staged, flush_bytes=flush_bytes))
+
+    where = kernel.where()  # the function that runs, as the worker sees it
+    return Candidate(name, f"{kernel.label} ({where['impl']} in {where['file']})", prepare)
 
 
 def reference_candidate(kind: str) -> Candidate:

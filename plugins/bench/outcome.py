@@ -10,7 +10,9 @@ NO_GPU = "no GPU: correctness only"
 
 @dataclass
 class BenchRun:
-    """What a bench run leaves: the JSON document, its files, its claims and what to print."""
+    """What a bench run leaves: the JSON document, its files, its claims and what to print.
+
+        ``exit_code`` is 1 when the target's kernel gave a wrong answer or crashed (either path)."""
 
     data: dict
     json_path: Path
@@ -22,4 +24,7 @@ class BenchRun:
     def exit_code(self) -> int:
         bad = [r for r in self.data.get("rows", []) if r["candidate"] == "target"
                and r["status"] in ("incorrect", "error")]
+        cpu = self.data.get("cpu")
+        bad += [r for r in (cpu.get("rows", []) if isinstance(cpu, dict) else [])
+                if r.get("status") in ("incorrect", "error")]
         return 1 if bad else 0

@@ -14,9 +14,16 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from attnkata.remote import WorkerGone
+
 from .cases import KINDS, Case, Candidate, Unsupported
+from .learner import TimingVoid, first_line, not_started
 from .options import BenchOptions
 from .outcome import BenchRun
+
+
+TARGET_TIMER = ("in the target's worker: CUDA events per call (L2 flushed between calls when cold), "
+                "checked against the bench's own wall clock over the same calls (void beyond 10%)")
 
 
 # -- the target's kernels ----------------------------------------------------------
@@ -66,12 +73,12 @@ def _entry_for(kind: str, entries: tuple[str, ...]) -> str:
     return entries[0]
 
 
-def target_kernels(registry: Any, target: Any,
-                   learner_root: Path) -> tuple[dict[str, Candidate], dict[str, str], list[str]]:
-    """The target's kernel per kind, the kata id per kind, and notes on what was not found."""
-    from attnkata.target import load_module
-
-    from .cases import autotuners, kernel_candidate
+def target_kernels(registry: Any, target: Any, kernels: Any,
+                   flush_bytes: int = 0) -> tuple[dict[str, Candidate], dict[str, str], list[str]]:
+    """The target's kernel per kind (in its worker, :class:`~.learner.LearnerKernels`),
+    the kata id per kind, and notes on what was not found or not started."""
+    from .cases import remote_candidate
+    from .learner import first_line, not_started
 
     found: dict[str, Candidate] = {}
     katas: dict[str, str] = {}
@@ -81,17 +88,19 @@ def target_kernels(registry: Any, target: Any,
             if kind not in KINDS:
                 notes.append(f"{kata.id}: bench kind {kind!r} is not one this bench times ({', '.join(KINDS)})")
                 continue
-            try:
-                path, root = target.locate(kata, registry.pack_of(kata), learner_root)
-                fn = getattr(load_module(path, root), entry)
-            except Exception as exc:  # learner code: report, never crash the bench
-                notes.append(f"{kind}: target {kata.id} could not be loaded ({type(exc).__name__}: {exc}); "
-                             f"timing the baselines only")
+            if kind in found:
                 continue
-            found.setdefault(kind, kernel_candidate("target", f"{target.name}:{kata.path}:{entry}", kind, fn,
-                                                    autotuners(sys.modules[fn.__module__])
-                                                    if fn.__module__ in sys.modules else ()))
-            katas.setdefault(kind, kata.id)
+            try:
+                kernel = kernels.kernel(kata, entry)
+            except BaseException as exc:  # learner code: report, never crash the bench
+                if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                    raise
+                why = ("not started (a stub)" if not_started(exc)
+                       else f"could not be loaded ({type(exc).__name__}: {first_line(exc)})")
+                notes.append(f"{kind}: target {kata.id} {why}; timing the baselines only")
+                continue
+            found[kind] = remote_candidate("target", kind, kernel, flush_bytes)
+            katas[kind] = kata.id
     for kind in KINDS:
         if kind not in found and not any(n.startswith(f"{kind}:") for n in notes):
             notes.append(f"{kind}: no kata declares bench kind {kind!r}; timing the reference kernel and SDPA only")
@@ -148,7 +157,10 @@ def measure(case: Case, candidate: Candidate, inputs: dict, exact: tuple, drift:
             row.update(status="incorrect", message=f"{verdict.message}: not timed")
             return row
         info = {"case": case, "candidate": candidate.name, "sdpa_backend": candidate.sdpa_backend}
-        row["ms"] = timer(prepared.run, prepared.setup, info).as_dict()
+        row["ms"] = (prepared.time() if prepared.time is not None
+                     else timer(prepared.run, prepared.setup, info)).as_dict()
+    except TimingVoid as exc:
+        row.update(status="void", message=str(exc))
     except NotImplementedError as exc:
         row.update(status="not started", message=_first_line(exc))
     except Unsupported as exc:
@@ -156,26 +168,18 @@ def measure(case: Case, candidate: Candidate, inputs: dict, exact: tuple, drift:
     except torch.cuda.OutOfMemoryError:
         row.update(status="error", message="out of memory at this shape")
         _free(device)
+    except WorkerGone as exc:  # the target's worker hung or crashed
+        row.update(status="error", message=_first_line(exc))
     except Exception as exc:  # a failing candidate is reported, the sweep goes on
-        if _not_started(exc):  # a stub raising inside a Triton kernel arrives wrapped
+        if not_started(exc):  # a stub raising inside a Triton kernel arrives wrapped
             row.update(status="not started", message=_first_line(exc))
             return row
         row.update(status="error", message=f"{type(exc).__name__}: {_first_line(exc)}"[:300])
     return row
 
 
-def _not_started(exc: BaseException) -> bool:
-    seen = exc
-    while seen is not None:
-        if isinstance(seen, NotImplementedError) or "NotImplementedError" in str(seen):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
-
-
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:300]
+    return first_line(exc)
 
 
 def run_sweep(cases: list[Case], candidates: dict[str, list[Candidate]], *, timer: Callable, device: Any,
@@ -209,12 +213,16 @@ def run_sweep(cases: list[Case], candidates: dict[str, list[Candidate]], *, time
 
 def run_bench(opts: BenchOptions, *, registry: Any, target: Any, learner_root: Path, rootdir: Path,
               echo: Callable[[str], Any] = print, gpu: Any = None, timer: Callable | None = None,
-              device: Any = None) -> BenchRun:
+              device: Any = None, worker_config: Any = None) -> BenchRun:
     """Run the benchmark and write its JSON (and plots).
+
+    The target's kernels run in their workers (:mod:`.learner`), never in this process;
+    the baselines (reference kernels, SDPA, naive attention) run here.
 
     :param gpu: a :class:`~env.DeviceInfo`; default: the CUDA device, or the CPU path without one.
     :param timer: default :class:`~timing.CudaEventTimer`; the tests inject a fake.
     :param device: where tensors live (default ``cuda``; the tests run the GPU path on ``cpu``).
+    :param worker_config: the learner's sandbox (default: what ``pytest`` gives this target).
     """
     from attnkata.hardware import ensure_triton_mode
     from attnkata.state import state_dir
@@ -224,10 +232,18 @@ def run_bench(opts: BenchOptions, *, registry: Any, target: Any, learner_root: P
 
     out_dir = Path(opts.out) if opts.out else state_dir(rootdir) / "bench"
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    if gpu is None and not torch.cuda.is_available():
-        from .cpu_path import run_cpu
+    from .learner import LearnerKernels
 
-        return run_cpu(opts, out_dir, stamp, target, echo)
+    with LearnerKernels(registry, target, learner_root, rootdir, worker_config) as kernels:
+        if gpu is None and not torch.cuda.is_available():
+            from .cpu_path import run_cpu
+
+            return run_cpu(opts, out_dir, stamp, target, echo, registry=registry, kernels=kernels)
+        return _run_gpu(opts, registry, target, kernels, out_dir, stamp, echo, gpu, timer, device)
+
+
+def _run_gpu(opts: BenchOptions, registry: Any, target: Any, kernels: Any, out_dir: Path, stamp: str,
+             echo: Callable[[str], Any], gpu: Any, timer: Callable | None, device: Any) -> BenchRun:
     from . import results as res
     from .cases import baseline_candidates
     from .env import describe_device, environment
@@ -238,13 +254,15 @@ def run_bench(opts: BenchOptions, *, registry: Any, target: Any, learner_root: P
     timer = timer or CudaEventTimer(cold_l2=opts.cold_l2, warmup_ms=opts.warmup_ms, rep_ms=opts.rep_ms,
                                     l2_bytes=gpu.l2_bytes)
     cases = opts.cases()
-    mine, katas, notes = target_kernels(registry, target, learner_root)
+    flush = max(2 * gpu.l2_bytes, 256 * 2**20) if opts.cold_l2 else 0
+    mine, katas, notes = target_kernels(registry, target, kernels, flush)
     candidates = {kind: ([mine[kind]] if kind in mine else []) + baseline_candidates(kind) for kind in opts.kinds}
     env = environment(gpu, created=res.now(), dtype=",".join(opts.dtypes), dtypes=list(opts.dtypes),
                       shapes=f"N {','.join(map(str, opts.sizes))}; d {','.join(map(str, opts.head_dims))}; "
                              f"causal {'/'.join(map(str, opts.causal))}; kinds {','.join(opts.kinds)}",
                       cases=[c.as_dict() for c in cases], seed=opts.seed, target=target.name,
                       sdpa_backend="pinned per row (sdpa_kernel)", autotune="per row (reference kernels)",
+                      target_timer=TARGET_TIMER,
                       **getattr(timer, "describe", lambda: {"timer": "injected"})())
     echo(f"attnkata bench: {gpu.name} ({gpu.form_factor}), {len(cases)} shapes x "
          f"{max(len(c) for c in candidates.values())} candidates; target={target.name}")

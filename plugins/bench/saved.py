@@ -2,8 +2,8 @@
 
 ``attnkata bench`` runs outside pytest, so its figures reach the claims report through
 the saved JSON (``<state dir>/bench/last.json`` of the learner's checkout, from the hooks' rootdir).
-Claims about the target's kernel join only a ladder of the same target; claims about the
-reference kernels join any.  A measured claim without its environment is refused.
+Claims about the target's kernel join only a ladder of the same target (and exist only
+when that code was timed and passed); claims about the reference kernels join any.  A measured claim without its environment is refused.
 """
 
 from __future__ import annotations
@@ -30,7 +30,16 @@ def ladder_claims(ladder: Any, folder: Path) -> list[Any]:
         return []
     claims, _ = claims_from(data)
     bench_target = data.get("environment", {}).get("target")
-    return [c for c in claims if not ("-target-" in c.id and bench_target != ladder.target)]
+    return [c for c in claims if applies(c, bench_target, ladder.target)]
+
+
+def applies(claim: Any, bench_target: Any, ladder_target: str) -> bool:
+    """A claim about the target's code (``-target-``) joins only a ladder of the target that was
+    timed; one naming a kata without being about the target (a bench before the target's code
+    was timed) joins none; the reference kernels' join any."""
+    if "-target-" in claim.id:
+        return bench_target == ladder_target
+    return not claim.kata
 
 
 def report_sections(ladder: Any, folder: Path) -> list[Any]:
