@@ -1,4 +1,4 @@
-"""The ``attnkata`` command: report, selfcheck, doctor, hint, list — and plugin commands.
+"""The ``attnkata`` command: report, selfcheck, doctor, hint, list, init — and plugin commands.
 
 Every subcommand builds the same plugin manager and registry as the pytest plugin.
 Plugins add subcommands through the ``attnkata_cli_commands`` hook.
@@ -61,6 +61,21 @@ def not_saved(store, args) -> None:
         warn(problem, min(args.width, 80))
 
 
+def say_problems(problems: Sequence, args) -> bool:
+    """Name every plugin problem on stderr (a pack that did not load hides its katas).
+
+    :returns: whether a plugin did not load at all, so a listing can exit non-zero.
+    """
+    if not problems:
+        return False
+    print(f"attnkata: {len(problems)} plugin problem(s): the katas of a pack that failed "
+          f"are missing or changed here.", file=sys.stderr)
+    for problem in problems:
+        print(textwrap.fill(f"  ✘ {problem}", width=min(args.width, 100), subsequent_indent="    "),
+              file=sys.stderr)
+    return any(getattr(p, "not_loaded", True) for p in problems)
+
+
 def print_renderable(renderable, args) -> None:
     """Print a rich renderable to stdout: colour only on a terminal without NO_COLOR."""
     from .render import render, use_color
@@ -92,13 +107,14 @@ def cmd_report(args, pm, registry) -> int:
 
 
 def cmd_selfcheck(args, pm, registry) -> int:
-    from .selfcheck import check_kata
+    from .selfcheck import NOTE, check_kata, missing_files
 
     katas = [k for k in registry.katas if (not args.katas or k.id in args.katas)
              and (args.level is None or k.level == args.level)]
     unknown = set(args.katas) - {k.id for k in registry.katas}
     if unknown:
         print(f"unknown kata(s): {', '.join(sorted(unknown))}", file=sys.stderr)
+        say_problems(registry.problems, args)
         return 2
     table = Table(title="attnkata selfcheck — can every kata's tests fail?", title_justify="left")
     for col in ("kata", "reference", "stub", "fakes rejected", "misconceptions named", "problems"):
@@ -113,14 +129,22 @@ def cmd_selfcheck(args, pm, registry) -> int:
             good = sum(v.ok for v in group)
             return Text(f"{good}/{len(group)}", style="green" if good == len(group) else "bold red")
 
-        problems = [f"{v.subject}: {v.detail}" for v in mine if not v.ok or args.verbose]
+        problems = [v.detail if v.subject == NOTE else f"{v.subject}: {v.detail}" for v in mine
+                    if not v.ok or v.subject == NOTE or args.verbose]
         table.add_row(kata.id, tally("reference"), tally("stub"), tally("fake:"),
                       tally("misconception:"), "\n".join(problems))
-    bad = [v for v in verdicts if not v.ok]
+    counted = [v for v in verdicts if v.subject != NOTE]
+    bad = [v for v in counted if not v.ok]
     print_renderable(table, args)
-    for p in registry.problems:
-        print(f"⚠ {p}")
-    print(f"{len(verdicts) - len(bad)} passed, {len(bad)} failed  "
+    missing = missing_files(registry, katas)
+    for pack, files in missing.items():
+        print(textwrap.fill(
+            f"attnkata: ✘ pack {pack!r} (plugin {registry.plugins.get(pack, pack)!r}) lacks files its "
+            f"katas need: {'; '.join(files)}. Installed without its package data? A pack ships its "
+            f"katas/ and solutions/ folders as package data: see 'Shipping a pack' in "
+            f"docs/AUTHORING.md.", width=min(args.width, 100), subsequent_indent="    "), file=sys.stderr)
+    say_problems(registry.problems, args)
+    print(f"{len(counted) - len(bad)} passed, {len(bad)} failed  "
           f"(selfcheck of {len(katas)} katas: reference, stub, fakes, misconceptions)")
     if args.json:
         Path(args.json).write_text(json.dumps([v.__dict__ for v in verdicts], indent=1))
@@ -204,12 +228,67 @@ def cmd_skip(args, pm, registry) -> int:
 
 
 def cmd_list(args, pm, registry) -> int:
+    from .manager import not_copied
+
+    waiting = not_copied(registry, args.root / "katas")
+    uncopied = {k.id for katas in waiting.values() for k in katas}
     table = Table(title="attnkata katas", title_justify="left")
     for col in ("level", "kata", "pack", "file", "title"):
         table.add_column(col, overflow="fold")
     for kata in registry.katas:
-        table.add_row(str(kata.level), kata.id, kata.pack, f"katas/{kata.path}", kata.title)
+        where = f"katas/{kata.path}"
+        if kata.id in uncopied:
+            where += f" (not copied yet: attnkata init {kata.pack})"
+        table.add_row(str(kata.level), kata.id, kata.pack, where, kata.title)
     print_renderable(table, args)
+    for pack, katas in waiting.items():
+        print(f"{len(katas)} kata(s) of pack {pack!r} have no stub in katas/ yet: "
+              f"`attnkata init {pack}` copies them there.")
+    return 1 if say_problems(registry.problems, args) else 0
+
+
+def cmd_init(args, pm, registry) -> int:
+    from .manager import copy_stubs, pack_files
+
+    katas_dir = args.root / "katas"
+    if args.list or not args.pack:
+        table = Table(title="attnkata packs — `attnkata init PACK` copies a pack's stubs into katas/",
+                      title_justify="left")
+        for col in ("pack", "plugin", "katas", "levels", "stubs in katas/"):
+            table.add_column(col, overflow="fold")
+        for name, pack in registry.packs.items():
+            mine = [k for k in registry.katas if k.pack == name]
+            here = sum((katas_dir / k.path).exists() for k in mine)
+            table.add_row(name, registry.plugins.get(name, ""), str(len(mine)),
+                          ", ".join(str(n) for n in sorted({k.level for k in mine})), f"{here}/{len(mine)}")
+        print_renderable(table, args)
+        return 1 if say_problems(registry.problems, args) else 0
+    pack = registry.packs.get(args.pack)
+    if pack is None:
+        print(f"no pack named {args.pack!r}; packs: {', '.join(registry.packs)} "
+              f"(`attnkata init --list`)", file=sys.stderr)
+        say_problems(registry.problems, args)
+        return 2
+    if outside_course(args):
+        return 2
+    if Path(pack.katas_dir).resolve() == katas_dir.resolve():
+        print(f"pack {pack.name!r} keeps its stubs in {katas_dir} already: nothing to copy.")
+        return 0
+    files = pack_files(pack)
+    missing = [k.path for k in registry.katas
+               if k.pack == pack.name and not (Path(pack.katas_dir) / k.path).exists()]
+    copied, replaced, kept, same = copy_stubs(pack, files, katas_dir, force=args.force)
+    for verb, group in (("copied", copied), ("overwrote (your version is gone)", replaced),
+                        ("kept yours (differs from the pack's; --force overwrites it)", kept)):
+        for rel in group:
+            print(f"{verb}: katas/{rel.as_posix()}")
+    if files:
+        print(f"pack {pack.name!r}: {len(copied)} copied, {len(replaced)} overwritten, {len(kept)} kept, "
+              f"{len(same)} already identical. Run them with `pytest katas/<path>` or `pytest -k KATA`.")
+    if missing:
+        print(f"attnkata: ✘ pack {pack.name!r} ships no stub for: {', '.join(missing)} (looked in "
+              f"{pack.katas_dir}); installed without its package data?", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -260,6 +339,12 @@ def build_parser(pm, problems: list | None = None) -> argparse.ArgumentParser:
 
     p = sub.add_parser("list", help="list the katas in ladder order")
     p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("init", help="copy a pack's stubs into katas/ (never over your files)")
+    p.add_argument("pack", nargs="?", help="the pack's name (see --list)")
+    p.add_argument("--list", action="store_true", help="list the packs and how many stubs you have")
+    p.add_argument("--force", action="store_true", help="overwrite your files that differ (each is named)")
+    p.set_defaults(func=cmd_init)
 
     from .grade import add_parser as add_grade
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass, field, replace
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any, Callable
 
 import pluggy
@@ -37,6 +38,11 @@ class PluginProblem:
     def __str__(self) -> str:
         return f"plugin {self.plugin!r}: {self.message}"
 
+    @property
+    def not_loaded(self) -> bool:
+        """The plugin is not there at all (failed to import, or refused): its katas are unknown."""
+        return self.message.startswith(("failed to import", "rejected by the plugin manager"))
+
 
 def get_plugin_manager(*, entrypoints: bool = True) -> tuple[pluggy.PluginManager, list[PluginProblem]]:
     pm = pluggy.PluginManager("attnkata")
@@ -45,7 +51,8 @@ def get_plugin_manager(*, entrypoints: bool = True) -> tuple[pluggy.PluginManage
     for name in BUILTIN_PLUGINS:
         _register(pm, name, lambda name=name: importlib.import_module(name), problems)
     if entrypoints:
-        for ep in entry_points(group="attnkata"):
+        # In name order, so which of two clashing packs comes second never depends on the disk.
+        for ep in sorted(entry_points(group="attnkata"), key=lambda ep: ep.name):
             if pm.get_plugin(ep.name) is None and not pm.is_blocked(ep.name):
                 _register(pm, ep.name, ep.load, problems)
     return pm, problems
@@ -113,6 +120,7 @@ class Registry:
     katas: list[Kata] = field(default_factory=list)
     levels: dict[int, str] = field(default_factory=dict)
     problems: list[PluginProblem] = field(default_factory=list)
+    plugins: dict[str, str] = field(default_factory=dict)  # pack name -> plugin that declared it
 
     def get(self, kata_id: str) -> Kata:
         return next(k for k in self.katas if k.id == kata_id)
@@ -130,6 +138,7 @@ class Registry:
 def build_registry(pm: pluggy.PluginManager, problems: list[PluginProblem] | None = None) -> Registry:
     reg = Registry(problems=list(problems or []))
     owner: dict[str, str] = {}
+    level_owner: dict[int, str] = {}
     for impl in pm.hook.attnkata_packs.get_hookimpls():  # registration order: built-ins first
         plugin = impl.plugin_name
         try:
@@ -143,7 +152,7 @@ def build_registry(pm: pluggy.PluginManager, problems: list[PluginProblem] | Non
             continue
         for pack in packs:
             try:
-                _add_pack(reg, pack, plugin, owner)
+                _add_pack(reg, pack, plugin, owner, level_owner)
             except Exception as exc:  # e.g. levels that are not a dict
                 reg.problems.append(PluginProblem(plugin, f"malformed pack {pack.name!r}: "
                                                           f"{type(exc).__name__}: {exc}"))
@@ -151,13 +160,12 @@ def build_registry(pm: pluggy.PluginManager, problems: list[PluginProblem] | Non
     return reg
 
 
-def _add_pack(reg: Registry, pack: Pack, plugin: str, owner: dict[str, str]) -> None:
+def _add_pack(reg: Registry, pack: Pack, plugin: str, owner: dict[str, str],
+              level_owner: dict[int, str]) -> None:
     if pack.name in reg.packs:
         reg.problems.append(PluginProblem(plugin, f"pack name {pack.name!r} is already registered"))
         return
-    reg.packs[pack.name] = pack
-    for level, title in pack.levels.items():
-        reg.levels.setdefault(level, title)
+    accepted = []
     for kata in pack.katas:
         try:
             if not isinstance(kata, Kata):
@@ -166,14 +174,93 @@ def _add_pack(reg: Registry, pack: Pack, plugin: str, owner: dict[str, str]) -> 
         except Exception as exc:  # MetadataError, or validate() tripping on odd metadata
             reg.problems.append(PluginProblem(plugin, f"malformed kata metadata: {exc}"))
             continue
-        if kata.id in owner:
+        first = owner.get(kata.id, plugin if kata.id in {k.id for k in accepted} else None)
+        if first is not None:
             reg.problems.append(PluginProblem(
-                plugin, f"duplicate kata id {kata.id!r} (already registered by {owner[kata.id]!r}); "
+                plugin, f"duplicate kata id {kata.id!r} (already registered by {first!r}); "
                         f"this copy is ignored"))
             continue
-        owner[kata.id] = plugin
-        reg.katas.append(replace(kata, pack=pack.name))
+        accepted.append(kata)
+    moved = _place_levels(reg, pack, accepted, plugin, level_owner)  # raises on malformed levels
+    owner.update((kata.id, plugin) for kata in accepted)
+    reg.packs[pack.name] = pack
+    reg.plugins[pack.name] = plugin
+    for level, title in pack.levels.items():
+        reg.levels.setdefault(moved.get(level, level), title)
+    for kata in accepted:
+        kata = replace(kata, pack=pack.name, level=moved.get(kata.level, kata.level))
+        reg.katas.append(kata)
         reg.levels.setdefault(kata.level, f"Level {kata.level}")
+
+
+def _place_levels(reg: Registry, pack: Pack, katas: list[Kata], plugin: str,
+                  level_owner: dict[int, str]) -> dict[int, int]:
+    """Give ``pack`` the levels it claims (named in ``levels=`` or holding one of its katas).
+
+    A level is the first pack's: a later pack claiming the same number keeps its katas,
+    moved to the next number no pack uses, and the move is reported naming both packs.
+
+    :returns: ``{claimed level: level used}`` for the levels that moved.
+    """
+    claimed = set(pack.levels) | {k.level for k in katas}
+    taken = set(level_owner) | claimed
+    moved: dict[int, int] = {}
+    for level in sorted(claimed):
+        first = level_owner.get(level)
+        if first is None or first == pack.name:
+            level_owner[level] = pack.name
+            continue
+        moved[level] = new = max(taken) + 1
+        taken.add(new)
+        level_owner[new] = pack.name
+        ids = ", ".join(k.id for k in katas if k.level == level) or "none"
+        reg.problems.append(PluginProblem(plugin, (
+            f"pack {pack.name!r} claims level {level}, which pack {first!r} already holds "
+            f"({reg.levels.get(level, f'Level {level}')!r}): its level {level} is shown as level "
+            f"{new} instead (its katas there: {ids}). Give the pack a level number no other pack uses.")))
+    return moved
+
+
+def pack_files(pack: Pack) -> list[Path]:
+    """Every file of ``pack``'s stub tree, relative to it (bytecode caches left out)."""
+    root = Path(pack.katas_dir)
+    if not root.is_dir():
+        return []
+    return sorted(p.relative_to(root) for p in root.rglob("*")
+                  if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc")
+
+
+def copy_stubs(pack: Pack, files: list[Path], katas_dir: Path, *, force: bool = False):
+    """Copy ``files`` of ``pack``'s stub tree into ``katas_dir``, never over a learner's file
+    unless ``force``.
+
+    :returns: ``(copied, overwritten, kept, identical)`` lists of relative paths.
+    """
+    import shutil
+
+    copied, replaced, kept, same = [], [], [], []
+    for rel in files:
+        src, dst = Path(pack.katas_dir) / rel, katas_dir / rel
+        if dst.exists() and dst.read_bytes() == src.read_bytes():
+            same.append(rel)
+        elif dst.exists() and not force:
+            kept.append(rel)
+        else:
+            (replaced if dst.exists() else copied).append(rel)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dst)
+    return copied, replaced, kept, same
+
+
+def not_copied(registry: Registry, katas_dir: Path) -> dict[str, list[Kata]]:
+    """Per pack, its katas with no stub in the learner's ``katas_dir``, when the pack keeps
+    its stubs elsewhere (a third-party pack, until ``attnkata init PACK`` copies them)."""
+    out: dict[str, list[Kata]] = {}
+    for kata in registry.katas:
+        pack = registry.pack_of(kata)
+        if not (katas_dir / kata.path).exists() and Path(pack.katas_dir).resolve() != katas_dir.resolve():
+            out.setdefault(pack.name, []).append(kata)
+    return out
 
 
 def load_registry(*, entrypoints: bool = True) -> tuple[pluggy.PluginManager, Registry]:

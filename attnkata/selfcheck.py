@@ -24,9 +24,13 @@ from .target import load_module
 @dataclass(frozen=True)
 class Verdict:
     kata: str
-    subject: str      # "reference", "stub", "fake:zeros", "misconception:forgot_scale"
+    subject: str      # "reference", "stub", "fake:zeros", "misconception:forgot_scale", NOTE
     ok: bool
     detail: str
+
+
+NOTE = "note"         # a remark on the kata, counted neither passed nor failed
+CLASS_NOTE = "no generic fakes apply to class katas: add Kata(fakes=...)"
 
 
 # ---------------------------------------------------------------------------
@@ -97,6 +101,11 @@ def generic_fake(kind: str, ref_fn: Callable) -> Callable:
     return fake
 
 
+def class_entries(kata: Kata, reference: Any) -> list[str]:
+    """The entries that are classes: generic fakes (built over functions) skip them."""
+    return [e for e in kata.entries if inspect.isclass(getattr(reference, e, None))]
+
+
 def fakes_for(kata: Kata, reference: Any) -> list[Fake]:
     functions = [e for e in kata.entries
                  if inspect.isfunction(getattr(reference, e, None))]
@@ -125,7 +134,16 @@ def check_kata(kata: Kata, registry: Registry, *, max_examples: int = 15,
     reason = missing_requirement(kata.requires)
     if reason:
         return [Verdict(kata.id, "environment", True, f"skipped: {reason}")]
-    reference = load_module(pack.solutions_dir / kata.path, pack.solutions_dir)
+    ref_path = Path(pack.solutions_dir) / kata.path
+    if not ref_path.exists():
+        return [Verdict(kata.id, "reference", False,
+                        f"pack {pack.name!r} ships no reference: {ref_path} is missing")]
+    try:
+        reference = load_module(ref_path, pack.solutions_dir)
+    except Exception as exc:  # TargetLoadError, or the reference's own import error
+        return [Verdict(kata.id, "reference", False,
+                        f"pack {pack.name!r}: the reference {ref_path} does not import: "
+                        f"{type(exc).__name__}: {exc}"[:400])]
     verdicts = []
 
     results = _run_all(kata, reference, reference, pack.solutions_dir, max_examples)
@@ -134,16 +152,7 @@ def check_kata(kata: Kata, registry: Registry, *, max_examples: int = 15,
                             "passes every check" if not bad else
                             f"{bad[0].check}: {bad[0].outcome}: {bad[0].message[:300]}"))
 
-    stub_root = learner_katas or pack.katas_dir
-    try:
-        stub = load_module(stub_root / kata.path, stub_root)
-        outcomes = {r.outcome for r in _run_all(kata, stub, reference, stub_root, 1)}
-        ok = outcomes == {NOT_STARTED}
-        verdicts.append(Verdict(kata.id, "stub", ok, "not started" if ok else f"stub gave {sorted(outcomes)}"))
-    except NotImplementedError:
-        verdicts.append(Verdict(kata.id, "stub", True, "not started (raises on import)"))
-    except Exception as exc:
-        verdicts.append(Verdict(kata.id, "stub", False, f"stub does not import: {exc}"))
+    verdicts.append(_stub_verdict(kata, pack.name, Path(learner_katas or pack.katas_dir), reference))
 
     for fake in fakes_for(kata, reference):
         target = Namespace(reference, dict(fake.impls), fake.id)
@@ -154,7 +163,36 @@ def check_kata(kata: Kata, registry: Registry, *, max_examples: int = 15,
                                 "ACCEPTED: no check failed — the hidden tests cannot tell"))
     for m in kata.misconceptions:
         verdicts.append(_misconception_verdict(kata, m, reference, max_examples))
+    classes = class_entries(kata, reference)
+    if classes and kata.generic_fakes and not kata.fakes:
+        verdicts.append(Verdict(kata.id, NOTE, True, f"{CLASS_NOTE} ({', '.join(classes)} "
+                                                     f"{'is a class' if len(classes) == 1 else 'are classes'})"))
     return verdicts
+
+
+def missing_files(registry: Registry, katas: list[Kata]) -> dict[str, list[str]]:
+    """Per pack, the stubs and references its ``katas`` need that are not on disk."""
+    out: dict[str, list[str]] = {}
+    for kata in katas:
+        pack = registry.pack_of(kata)
+        for kind, root in (("reference", pack.solutions_dir), ("stub", pack.katas_dir)):
+            if not (Path(root) / kata.path).exists():
+                out.setdefault(pack.name, []).append(f"{kind} {Path(root) / kata.path}")
+    return out
+
+
+def _stub_verdict(kata: Kata, pack: str, stub_root: Path, reference: Any) -> Verdict:
+    if not (stub_root / kata.path).exists():
+        return Verdict(kata.id, "stub", False, f"pack {pack!r} ships no stub: {stub_root / kata.path} is missing")
+    try:
+        stub = load_module(stub_root / kata.path, stub_root)
+        outcomes = {r.outcome for r in _run_all(kata, stub, reference, stub_root, 1)}
+    except NotImplementedError:
+        return Verdict(kata.id, "stub", True, "not started (raises on import)")
+    except Exception as exc:
+        return Verdict(kata.id, "stub", False, f"stub does not import: {exc}")
+    ok = outcomes == {NOT_STARTED}
+    return Verdict(kata.id, "stub", ok, "not started" if ok else f"stub gave {sorted(outcomes)}")
 
 
 def _misconception_verdict(kata: Kata, m: Misconception, reference: Any, max_examples: int) -> Verdict:

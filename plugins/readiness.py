@@ -97,14 +97,17 @@ def class_tables(ladders: dict[str, dict]) -> list[Table]:
 
 
 def cmd_readiness(args: argparse.Namespace) -> int:
-    from attnkata.cli import print_renderable
+    from attnkata.cli import print_renderable, say_problems
     from attnkata.manager import load_registry
 
     _, registry = load_registry()
     table, incomplete = readiness_table(registry)
     print_renderable(table, args)
-    print(f"{len(registry.katas) - incomplete} of {len(registry.katas)} katas complete.")
-    return 1 if incomplete else 0
+    print(f"{len(registry.katas) - incomplete} of {len(registry.katas)} katas complete"
+          + (f"; NOT the whole course: {len(registry.problems)} plugin problem(s), named on stderr."
+             if registry.problems else "."))
+    say_problems(registry.problems, args)
+    return 1 if incomplete or registry.problems else 0
 
 
 def cmd_class(args: argparse.Namespace) -> int:
