@@ -319,6 +319,14 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--only", nargs="+", default=(), metavar="PATH",
                    help="grade these kata paths only, e.g. katas/level0 katas/level1")
     p.add_argument("--serial", action="store_true", help="no Dask: one submission at a time")
+    p.add_argument("--bench", action="store_true",
+                   help="also time each graded submission's kernels (`attnkata bench --quick`, "
+                        "one at a time) and rank them in a leaderboard")
+    p.add_argument("--bench-args", default="", metavar="ARGS",
+                   help="more options for each `attnkata bench`, e.g. \"--cpu-sizes 256,512\"")
+    p.add_argument("--bench-resource", metavar="NAME",
+                   help="with --scheduler: run bench tasks only on Dask workers that declare "
+                        "this resource (e.g. GPU), one per unit")
     p.add_argument("--no-resume", action="store_true", help="regrade even unchanged submissions")
     p.set_defaults(func=cmd_grade)
 
@@ -365,8 +373,9 @@ def cmd_grade(args: Any, pm: Any, registry: Any) -> int:
             return 2
     names = [s.name for s in subs]
     copies = _copies(args.root, registry, subs)
-    rows = gradebook.build(out, names, weights, copies[0], roster)
-    gradebook.write_all(out, rows, weights, copies[1])
+    board = _bench(args, plan, console) if args.bench else None
+    rows = gradebook.build(out, names, weights, copies[0], roster, board)
+    gradebook.write_all(out, rows, weights, copies[1], board)
     gradebook.exports_for_class(out, names)
     console.print(f"wrote {out / 'grades.csv'}, {out / 'class.html'}, per-student results in "
                   f"{out / 'students'} and Gradescope files in {out / 'gradescope'}")
@@ -400,3 +409,46 @@ def _copies(course: Path, registry: Any, subs: list[Submission]) -> tuple[dict, 
             flags.setdefault(b, []).append(
                 f"{len(ms)} kata file(s) match {a}: {', '.join(m.file for m in ms[:4])}")
     return flags, [m.describe() for m in matches]
+
+
+def _bench(args: Any, plan: Plan, console: Any) -> list:
+    """Time every cleanly graded submission's kernels; the leaderboard entries."""
+    from . import leaderboard
+
+    graded = [s for s in plan.submissions
+              if (load_result(plan.out, s.name) or {}).get("status") == "graded"]
+    course, out = str(plan.course), str(plan.out)
+    console.print(f"timing the kernels of {len(graded)} submission(s), one at a time, and "
+                  f"the references once")
+    import shlex
+
+    extra = tuple(shlex.split(args.bench_args))
+    ref = leaderboard.read(leaderboard.bench_one("_reference", "solutions", course, out,
+                                                 plan.budget, extra))
+    jobs = [(s.name, str(s.path), course, out, plan.budget, extra) for s in graded]
+    if plan.scheduler and args.bench_resource:
+        from distributed import Client
+
+        client = Client(plan.scheduler)
+        try:
+            futures = [client.submit(leaderboard.bench_one, *j, key=f"bench-{j[0]}", pure=False,
+                                     resources={args.bench_resource: 1}) for j in jobs]
+            paths = []
+            for f in futures:
+                try:
+                    paths.append(f.result())
+                except Exception:  # that task's worker died: no timing for this student
+                    paths.append("")
+        finally:
+            client.close()
+    else:  # timings want the machine to themselves: one after another
+        paths = [leaderboard.bench_one(*j) for j in jobs]
+    entries = []
+    for sub, path in zip(graded, paths):
+        data = leaderboard.read(path) if path else None
+        e = leaderboard.entry(sub.name, data, ref)
+        void = leaderboard.voids(data)
+        if void:
+            e.note = (e.note + "; " if e.note else "") + "timing void: " + void[0]
+        entries.append(e)
+    return entries

@@ -100,7 +100,11 @@ def flags_of(result: dict, copied: dict[str, list[str]]) -> list[str]:
 
 
 def build(out: Path, names: list[str], weights: Weights, copied: dict[str, list[str]],
-          roster: dict[str, dict] | None = None) -> list[Row]:
+          roster: dict[str, dict] | None = None, board: list | None = None) -> list[Row]:
+    notes = {e.student: e.note for e in board or [] if e.note.startswith("timing void")}
+    copied = {k: list(v) for k, v in copied.items()}
+    for student, note in notes.items():  # a voided timing is worth a look
+        copied.setdefault(student, []).append(note)
     rows = []
     for name in names:
         result = load_result(out, name)
@@ -129,17 +133,38 @@ def build(out: Path, names: list[str], weights: Weights, copied: dict[str, list[
     return rows
 
 
-def write_csv(path: Path, rows: list[Row]) -> None:
+def write_csv(path: Path, rows: list[Row], board: list | None = None) -> None:
     extra_cols = sorted({k for r in rows for k in r.extra} - {"folder"})
+    ranks = _board(board)
     with open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["student", *extra_cols, "status", "level_reached", "katas_ready",
                     "katas_total", "points", "max_points", "predictions_answered",
-                    "predictions_asked", "flags", "seconds"])
+                    "predictions_asked", "flags", "seconds"]
+                   + (["bench_rank", "bench_figure", "bench_pct_peak", "bench_vs_reference",
+                       "bench_p20_p80", "bench_note"] if board is not None else []))
         for r in rows:
-            w.writerow([r.student, *[r.extra.get(c, "") for c in extra_cols], r.status, r.level,
-                        r.ready, r.total, f"{r.points:g}", f"{r.max_points:g}", r.answered,
-                        r.asked, " | ".join(r.flags), f"{r.seconds:.1f}"])
+            line = [r.student, *[r.extra.get(c, "") for c in extra_cols], r.status, r.level,
+                    r.ready, r.total, f"{r.points:g}", f"{r.max_points:g}", r.answered,
+                    r.asked, " | ".join(r.flags), f"{r.seconds:.1f}"]
+            if board is not None:
+                rank, e = ranks.get(r.student, (None, None))
+                line += _board_cells(rank, e)
+            w.writerow(line)
+
+
+def _board(board: list | None) -> dict:
+    from .leaderboard import ranked
+
+    return {e.student: (rank, e) for rank, e in ranked(board or [])}
+
+
+def _board_cells(rank: Any, e: Any) -> list[str]:
+    if e is None:
+        return ["", "", "", "", "", "not benched (not graded cleanly)"]
+    figure = f"{e.metric:.3g} {e.unit}" if e.timed else ""
+    return [str(rank or ""), figure, f"{e.pct_peak:.0f}%" if e.pct_peak else "",
+            f"{e.vs_reference:.2f}×" if e.vs_reference else "", e.p20_p80, e.note]
 
 
 def gradescope(result: dict | None, weights: Weights) -> dict:
@@ -165,7 +190,7 @@ th{background:#f3f3f3}.ready{background:#b7e4b0}.failing{background:#f4b6b0}
 .locked{background:#f6e3a1}.ns{background:#eee}.flag{color:#a00}h2{margin-top:1.5em}"""
 
 
-def write_html(path: Path, rows: list[Row], copies: list[str]) -> None:
+def write_html(path: Path, rows: list[Row], copies: list[str], board: list | None = None) -> None:
     katas = list(dict.fromkeys(k for r in rows for k in r.katas))
     levels = Counter(r.level for r in rows)
     mis = Counter(m for r in rows for m in r.misconceptions)
@@ -184,6 +209,17 @@ def write_html(path: Path, rows: list[Row], copies: list[str]) -> None:
         parts.append(f"<tr><td>{e(r.student)}</td><td>{r.points:g}/{r.max_points:g}</td>{cells}"
                      f"<td class=flag>{e(' | '.join(r.flags))}</td></tr>")
     parts.append("</table>")
+    if board:
+        mode = "GPU: flash forward, TFLOP/s" if any(b.mode == "gpu" for b in board) else (
+            "CPU only: level-4 tiled attention in NumPy, a toy figure, not a GPU kernel")
+        parts.append(f"<h2>Leaderboard ({e(mode)})</h2><table><tr><th>rank</th><th>student</th>"
+                     "<th>figure</th><th>% of peak</th><th>vs reference</th><th>p20/p80</th>"
+                     "<th>note</th></tr>")
+        for rank, b in _board(board).values():
+            cells = _board_cells(rank, b)
+            parts.append("<tr><td>" + "</td><td>".join(e(c) for c in [cells[0], b.student, *cells[1:]])
+                         + "</td></tr>")
+        parts.append("</table>")
     if copies:
         parts.append("<h2>Similar code</h2><ul>" + "".join(f"<li>{e(c)}</li>" for c in copies)
                      + "</ul>")
@@ -194,14 +230,15 @@ def _cls(status: str) -> str:
     return {"ready": "ready", "failing": "failing", "locked": "locked"}.get(status, "ns")
 
 
-def write_all(out: Path, rows: list[Row], weights: Weights, copies: list[str]) -> None:
-    write_csv(out / "grades.csv", rows)
+def write_all(out: Path, rows: list[Row], weights: Weights, copies: list[str],
+              board: list | None = None) -> None:
+    write_csv(out / "grades.csv", rows, board)
     results = {r.student: gradescope(load_result(out, r.student), weights) for r in rows}
     for name, data in results.items():
         write_atomic(out / "gradescope" / name / "results.json", data)
     if len(results) == 1:  # Gradescope grades one submission per run: its results file
         write_atomic(out / "results.json", next(iter(results.values())))
-    write_html(out / "class.html", rows, copies)
+    write_html(out / "class.html", rows, copies, board)
 
 
 def exports_for_class(out: Path, names: list[str]) -> list[Path]:

@@ -8,6 +8,7 @@ import csv
 import hashlib
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -113,13 +114,19 @@ def graded(tmp_path_factory: pytest.TempPathFactory):
     (root / "roster.csv").write_text("folder,name\n" + "".join(
         f"{n},{n.title()} Example\n" for n in student_files()) + "zoe,Zoe Absent\n")
     out = root / "out"
-    before = tree_digest(REPO / ".attnkata")
-    cmd = [sys.executable, "-m", "attnkata", "--root", str(REPO), "grade", str(subs),
+    course = root / "course"  # a course of its own, with saved progress grading must not touch
+    shutil.copytree(REPO / "katas", course / "katas")
+    (course / "pyproject.toml").write_text('[tool.attnkata]\n\n[tool.pytest.ini_options]\n'
+                                           'testpaths = ["katas"]\n')
+    (course / ".attnkata").mkdir()
+    (course / ".attnkata" / "ledger.json").write_text('{"schema": "mine", "targets": {}}')
+    before = tree_digest(course / ".attnkata")
+    cmd = [sys.executable, "-m", "attnkata", "--root", str(course), "grade", str(subs),
            "--out", str(out), "--workers", "2", "--only", "katas/level0", "--timeout", "3",
            "--budget", "120", "--roster", str(root / "roster.csv")]
     first = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     second = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    after = tree_digest(REPO / ".attnkata")
+    after = tree_digest(course / ".attnkata")
     with open(out / "grades.csv", newline="") as f:
         rows = {r["student"]: r for r in csv.DictReader(f)}
     return first, second, out, rows, before == after
@@ -192,3 +199,48 @@ def test_class_view_reads_the_exports_and_says_loudly_when_one_is_missing(graded
                               *exports, str(out / "nobody.json")], capture_output=True, text=True)
     assert missing.returncode == 1
     assert "NOT in the tables" in missing.stderr and "nobody.json" in missing.stderr
+
+
+NAIVE = '''
+
+def tiled_attention(q, k, v, block_q=64, block_k=64, causal=False):
+    s = (q @ np.swapaxes(k, -1, -2)) / np.sqrt(q.shape[-1])
+    n_q, n_k = s.shape[-2], s.shape[-1]
+    if causal:
+        s = np.where(np.tril(np.ones((n_q, n_k), dtype=bool), n_k - n_q), s, -np.inf)
+    m = s.max(-1, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0)
+    p = np.exp(s - m)
+    l = p.sum(-1, keepdims=True)
+    o = (p / np.where(l == 0, 1, l)) @ v
+    return o.astype(q.dtype), (m + np.log(np.where(l == 0, 1, l)))[..., 0].astype(np.float32)
+'''
+
+
+def test_bench_ranks_the_students_kernels_that_pass(tmp_path):
+    """--bench times each graded submission's own tiled attention (CPU here), once it is
+    right; a wrong one is not timed and says why."""
+    ref = (SOLUTIONS / "level4" / "tiled_attention.py").read_text()
+    wrong = ref.replace("scale = d ** -0.5", "scale = 1.0")
+    assert wrong != ref, "the reference's scale line moved: update this test"
+    for name, text in {"ann": ref, "ben": ref + NAIVE, "cat": wrong}.items():
+        path = tmp_path / "subs" / name / "level4" / "tiled_attention.py"
+        path.parent.mkdir(parents=True)
+        path.write_text(text)
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "attnkata", "--root", str(REPO), "grade", str(tmp_path / "subs"),
+         "--out", str(out), "--serial", "--only", "katas/level4/tiled_attention.py", "--bench",
+         "--bench-args", "--cpu-sizes 128,256 --cpu-repeat 3"],
+        capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with open(out / "grades.csv", newline="") as f:
+        rows = {r["student"]: r for r in csv.DictReader(f)}
+    assert {rows["ann"]["bench_rank"], rows["ben"]["bench_rank"]} == {"1", "2"}
+    for name in ("ann", "ben"):
+        assert "ms at N=256" in rows[name]["bench_figure"] and rows[name]["bench_vs_reference"]
+    assert rows["cat"]["bench_rank"] == "" and "not timed" in rows["cat"]["bench_note"]
+    assert "Leaderboard (CPU only" in (out / "class.html").read_text()
+    # the timed code is each student's own file, not the reference
+    timed = json.loads((out / "bench" / "ben" / "last.json").read_text())
+    assert all(str(tmp_path) in r["tiled_file"] for r in timed["cpu"]["rows"])
