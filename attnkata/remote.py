@@ -267,10 +267,17 @@ class WorkerProcess:
             self.sock.close()
         return self.server.wait(self.pid)
 
-    def close(self) -> None:
+    def close(self, reap: bool = True) -> None:
+        """Kill the worker (and all it started); ``reap=False`` when the server goes too."""
         if self.gone is None:
             self.gone = WorkerGone("the worker was closed")
-            self.kill()
+            if reap:
+                self.kill()
+            else:
+                with contextlib.suppress(OSError):
+                    os.killpg(self.pid, signal.SIGKILL)
+                with contextlib.suppress(OSError):
+                    self.sock.close()
         shutil.rmtree(self.dir, ignore_errors=True)
 
     # -- output -----------------------------------------------------------------
@@ -422,12 +429,14 @@ class ForkServer:
             return None
 
     def close(self) -> None:
+        """Stop the server at once (it holds nothing worth a polite exit); its workers
+        die with it (``PR_SET_PDEATHSIG``)."""
         with contextlib.suppress(OSError):
-            self.ctl.send(pickle.dumps(("exit",)))
-        with contextlib.suppress(Exception):
-            self.proc.wait(timeout=5)
+            os.killpg(self.proc.pid, signal.SIGKILL)
         with contextlib.suppress(OSError):
             self.proc.kill()
+        with contextlib.suppress(Exception):
+            self.proc.wait(timeout=5)
         with contextlib.suppress(OSError):
             self.ctl.close()
         self.log.close()
@@ -779,7 +788,7 @@ class Supervisor:
 
     def close(self) -> None:
         for worker, _, _ in self.live.values():
-            worker.close()
+            worker.close(reap=False)
         self.live.clear()
         if self.server is not None:
             self.server.close()
