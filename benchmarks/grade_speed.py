@@ -1,5 +1,5 @@
 """How long `attnkata grade` takes: the 12-student fixture class of tests/test_grade.py,
-serial and on a Dask LocalCluster, and one fully solved submission (the whole ladder).
+serial and on a Dask LocalCluster, and four fully solved submissions (the whole ladder).
 
     python benchmarks/grade_speed.py [--workers 2]
 
@@ -47,15 +47,17 @@ def main() -> None:
                 path = subs / name / "level0" / f"{kata}.py"
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(text)
-        solved = tmp / "solved" / "ada"
-        shutil.copytree(REPO / "solutions", solved)
+        for name in ("ada", "bea", "cyd", "dee"):  # four fully solved submissions
+            shutil.copytree(REPO / "solutions", tmp / "solved" / name)
         level0 = ("--only", "katas/level0", "--timeout", "3")
         rows = [
             ("12 students, level 0, serial", grade(subs, tmp / "o1", *level0, "--serial")),
             (f"12 students, level 0, LocalCluster × {opts.workers}",
              grade(subs, tmp / "o2", *level0, "--workers", str(opts.workers))),
-            ("1 fully solved submission (whole ladder), serial",
-             grade(solved.parent, tmp / "o3", "--serial")),
+            ("4 fully solved submissions (whole ladder), serial",
+             grade(tmp / "solved", tmp / "o3", "--serial")),
+            (f"4 fully solved submissions (whole ladder), LocalCluster × {opts.workers}",
+             grade(tmp / "solved", tmp / "o4", "--workers", str(opts.workers))),
         ]
         print(f"{platform.platform(terse=True)}, {os.cpu_count()} cores\n")
         print("| grading | wall time |\n| --- | ---: |")
