@@ -26,6 +26,7 @@ import numpy as np
 from .compare import Mismatch, changed, compare, describe, snapshot
 from .model import Kata, Misconception
 from .remote import RemoteModule, WorkerGone, probe as _probe
+from .wire import unwritten
 
 
 # ---------------------------------------------------------------------------
@@ -143,20 +144,9 @@ def learner_traceback(exc: BaseException, root: Path | None) -> str:
 
 
 def unwritten_kernel(exc: BaseException) -> bool:
-    """A Triton kernel whose body is still ``raise NotImplementedError``.
-
-    The interpreter wraps the raise in its own error; the compiler rejects the
-    ``raise`` statement itself.  Either way the learner has not started.
-    """
-    seen = 0
-    while exc is not None and seen < 8:
-        if isinstance(exc, NotImplementedError):
-            return True
-        text = str(exc)
-        if "NotImplementedError" in text or "unsupported AST node type: Raise" in text:
-            return type(exc).__module__.startswith("triton")
-        exc, seen = exc.__cause__ or exc.__context__, seen + 1
-    return False
+    """A Triton kernel whose body is still ``raise NotImplementedError`` (see
+    :func:`attnkata.wire.unwritten`)."""
+    return unwritten(exc)
 
 
 def _inside(filename: str, root: Path) -> bool:

@@ -252,6 +252,22 @@ def last_frames(tb: Any, keep: int = 40, walk: int = 100_000) -> traceback.Stack
     return traceback.StackSummary.extract(iter(last), limit=keep, lookup_lines=True)
 
 
+def unwritten(exc: BaseException | None) -> bool:
+    """A ``NotImplementedError``, or a Triton kernel whose body still raises it.
+
+    The interpreter wraps the raise in its own error; the compiler rejects the
+    ``raise`` statement itself.  Either way the learner has not started."""
+    seen = 0
+    while exc is not None and seen < 8:
+        if isinstance(exc, NotImplementedError):
+            return True
+        text = str(exc)
+        if "NotImplementedError" in text or "unsupported AST node type: Raise" in text:
+            return (type(exc).__module__ or "").startswith("triton")
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
+
+
 def cut(text: str, limit: int = MAX_TEXT) -> str:
     if len(text) <= limit:
         return text

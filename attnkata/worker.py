@@ -166,7 +166,7 @@ class Worker:
                 "")), protocol=5)
 
     def _raised(self, exc: BaseException) -> wire.Raised:
-        return wire.raised(exc, self.root, not_started=_unwritten(exc))
+        return wire.raised(exc, self.root, not_started=wire.unwritten(exc))
 
     # -- requests ----------------------------------------------------------------
     def dispatch(self, req: tuple) -> Any:
@@ -332,19 +332,6 @@ def _mutated(before: Any, args: tuple, kwargs: dict) -> Any:
         if not _same(before[1].get(key), value):
             return key
     return None
-
-
-def _unwritten(exc: BaseException) -> bool:
-    """A NotImplementedError, or a Triton kernel whose body still raises it."""
-    seen = 0
-    while exc is not None and seen < 8:
-        if isinstance(exc, NotImplementedError):
-            return True
-        text = str(exc)
-        if "NotImplementedError" in text or "unsupported AST node type: Raise" in text:
-            return (type(exc).__module__ or "").startswith("triton")
-        exc, seen = exc.__cause__ or exc.__context__, seen + 1
-    return False
 
 
 _TRUSTED: dict[str, Any] = {}

@@ -34,7 +34,7 @@ def grade(subs: Path, out: Path, *extra: str) -> float:
 
 
 def main() -> None:
-    from test_grade import student_files
+    from test_grade import write_class
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
@@ -42,11 +42,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="grade-bench-"))
     try:
         subs = tmp / "class"
-        for name, files in student_files().items():
-            for kata, text in files.items():
-                path = subs / name / "level0" / f"{kata}.py"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(text)
+        write_class(subs)
         for name in ("ada", "bea", "cyd", "dee"):  # four fully solved submissions
             shutil.copytree(REPO / "solutions", tmp / "solved" / name)
         level0 = ("--only", "katas/level0", "--timeout", "3")

@@ -102,15 +102,20 @@ def tree_digest(folder: Path) -> str:
     return h.hexdigest()
 
 
-@pytest.fixture(scope="module")
-def graded(tmp_path_factory: pytest.TempPathFactory):
-    root = tmp_path_factory.mktemp("class")
-    subs = root / "submissions"
+def write_class(subs: Path) -> None:
+    """The fixture class as folders: ``subs/<student>/level0/<kata>.py``."""
     for name, files in student_files().items():
         for kata, text in files.items():
             path = subs / name / "level0" / f"{kata}.py"
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text)
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("class")
+    subs = root / "submissions"
+    write_class(subs)
     (root / "roster.csv").write_text("folder,name\n" + "".join(
         f"{n},{n.title()} Example\n" for n in student_files()) + "zoe,Zoe Absent\n")
     out = root / "out"
