@@ -737,6 +737,10 @@ class Supervisor:
             raise entry[1].error  # an import error: the same for every check of the kata
         if entry is not None and isinstance(entry[1].error, WorkerGone) and entry[2]:
             raise entry[1].error  # hung or crashed while importing: never retried this run
+        if entry is not None and entry[0].gone is not None and entry[0].gone.timed_out:
+            # one timeout per kata: every further check would likely wait as long again
+            raise WorkerGone("not run: an earlier check of this kata timed out (its message "
+                             "says where the code was); fix that first", timed_out=True)
         self._retire(keep=self.keep - 1, but=key)
         server = self._server()
         preload = tuple(m for m in requires if m in ("torch", "triton", "hypothesis")) + probes

@@ -232,3 +232,13 @@ def test_killing_the_fork_server_or_the_grader_is_refused_and_the_run_goes_on(pr
     assert got["softmax"] == "failing"         # ctypes gets past the audit hook: the server dies,
     assert "no exit status" in result.stdout.str()   # and its worker with it
     assert got["causal_mask"] == "ready"       # the next kata gets a new fork server
+
+
+def test_a_kata_pays_for_one_timeout_only(hostile_run):
+    """After a check times out, the kata's other checks are not run (each would wait too)."""
+    proc, _ = hostile_run
+    blocks = proc.stdout.split("\n[")
+    mine = [b for b in blocks if b.startswith("merge_partials ·")]
+    timed_out = [b for b in mine if "did not finish within 3 s" in b]
+    assert len(timed_out) == 1, [b[:200] for b in mine]
+    assert any("not run: an earlier check of this kata timed out" in b for b in mine)
