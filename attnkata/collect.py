@@ -117,9 +117,11 @@ class KataItem(pytest.Item):
                 kata.id, self.name, FAILED, f"{shown_path(state, kata)}: {exc.message}"))
         except Exception as exc:
             tb = learner_traceback(exc, root_of(state, kata))
+            first = state.first_report(kata, "import")
+            detail = f"\n{tb}" if first else " (the traceback is in this kata's first failure above)"
             return self._finish(self._refused() or CheckResult(
                 kata.id, self.name, FAILED,
-                f"{shown_path(state, kata)} could not be imported: {tb.splitlines()[-1]}\n{tb}"))
+                f"{shown_path(state, kata)} could not be imported: {tb.splitlines()[-1]}{detail}"))
         try:
             predictions = read_predictions(kata, module)
         except WorkerGone as exc:

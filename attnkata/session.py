@@ -36,6 +36,7 @@ class RunState:
     _modules: dict[Path, Any] = field(default_factory=dict)
     _supervisor: Supervisor | None = None
     _refusals: dict = field(default_factory=dict)
+    _reported: set = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.ledger = ledger(self.rootdir)
@@ -110,6 +111,14 @@ class RunState:
         return WorkerConfig(protected=tuple(protected), state=(state_dir,), modules=tuple(modules),
                             writable=tuple(writable), memory=self.memory_limit,
                             isolate_net=self.isolate_net)
+
+    def first_report(self, kata: Kata, what: str) -> bool:
+        """True the first time this run reports ``what`` for ``kata`` (then False)."""
+        key = (kata.id, what)
+        if key in self._reported:
+            return False
+        self._reported.add(key)
+        return True
 
     def take_notices(self, kata: Kata) -> list:
         """What the worker refused on the learner's behalf in this run, for this kata

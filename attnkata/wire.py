@@ -219,18 +219,33 @@ def fast_reduce(obj: Any) -> Any:
 def raised(exc: BaseException, root: Any = None, not_started: bool = False) -> Raised:
     """``exc`` as text, with the learner's own frames (those under ``root``) when any."""
     cause = exc.__cause__
-    if cause is not None and type(cause).__name__ == "OutOfBounds":  # Triton's wrapper: unwrap
+    if cause is not None and (type(cause).__name__ == "OutOfBounds" or (
+            type(exc).__name__ == "InterpreterError")):
+        # Triton's interpreter wraps what the kernel raised: report that, with the kernel's
+        # own frames (its traceback runs through the kernel body, line by line)
+        outer = last_frames(exc.__traceback__)
+        inner = last_frames(cause.__traceback__)
         exc = cause
-    frames = last_frames(exc.__traceback__)
+        frames = traceback.StackSummary.from_list(list(outer) + list(inner))
+        return _raised(exc, frames, root, not_started)
+
+    return _raised(exc, last_frames(exc.__traceback__), root, not_started)
+
+
+def _raised(exc: BaseException, frames: Any, root: Any, not_started: bool) -> Raised:
+    frames = [f for f in frames if not str(f.filename).startswith("<frozen importlib")]
     if root is not None:
         mine = [f for f in frames if str(f.filename).startswith(str(root))]
         if mine:
-            frames = traceback.StackSummary.from_list(mine)
+            frames = mine
+    frames = traceback.StackSummary.from_list(frames)
     try:
         message = str(exc)
     except Exception:
         message = "<an exception whose message could not be shown>"
     tb = "".join(traceback.format_list(frames[-6:])).rstrip()
+    if isinstance(exc, SyntaxError):  # the line and a caret say more than any frame
+        tb = "".join(traceback.format_exception_only(type(exc), exc)[:-1]).rstrip()
     return Raised(type(exc).__name__, type(exc).__module__ or "", cut(message), cut(tb),
                   not_started)
 

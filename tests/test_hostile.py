@@ -242,3 +242,24 @@ def test_a_kata_pays_for_one_timeout_only(hostile_run):
     timed_out = [b for b in mine if "did not finish within 3 s" in b]
     assert len(timed_out) == 1, [b[:200] for b in mine]
     assert any("not run: an earlier check of this kata timed out" in b for b in mine)
+
+
+def test_an_import_error_is_shown_once_per_kata(project):
+    project.write("level0/softmax.py", _solution("level0/softmax.py") + "\ndef broken(:\n")
+    result = project.run("katas/level0/softmax.py")
+    out = result.stdout.str()
+    assert out.count("SyntaxError") >= 2            # every check says it failed, and why
+    assert out.count("def broken(:") == 1           # but the traceback is shown once
+    assert "the traceback is in this kata's first failure above" in out
+    assert "importlib" not in out
+
+
+def test_an_error_inside_a_triton_kernel_ends_at_the_kernel_line(project):
+    text = _solution("level5/triton_softmax.py")
+    broken = text.replace("    y = e / tl.sum(e, axis=0)\n",
+                          "    y = e / tl.sum(e, axis=0) + undefined_thing\n")
+    assert broken != text, "the reference's softmax line moved: update this test"
+    project.write("level5/triton_softmax.py", broken)
+    out = project.run("katas/level5/triton_softmax.py").stdout.str()
+    assert "raised NameError: name 'undefined_thing' is not defined" in out
+    assert "in softmax_kernel\n    y = e / tl.sum(e, axis=0) + undefined_thing" in out
