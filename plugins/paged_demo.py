@@ -42,24 +42,35 @@ def run(args: argparse.Namespace) -> int:
         print(f"the story needs --block-size >= 1, --prompt >= 1 and --num-blocks >= {need} "
               f"(the prompt's blocks, a copy and one more)")
         return 2
-    module, problem = _load(args.target)
-    if problem:
-        print(problem)
-        return 2
-    label = "the reference" if args.target is None else str(args.target)
-    try:
-        panels = [render(title, note, snap, args.num_blocks, args.block_size)
-                  for title, note, snap in story(module.PagedKVCache, args.num_blocks,
-                                                 args.block_size, args.prompt)]
-    except NotImplementedError as exc:
-        print(f"not started: {exc}")
-        return 1
-    except Exception as exc:  # learner code: say what broke, in the learner's frames
-        from attnkata.harness import learner_traceback
+    from attnkata.remote import WorkerGone
 
-        root = Path(args.target).resolve() if args.target else None
-        print(f"the PagedKVCache from {label} raised during the demo:\n{learner_traceback(exc, root)}")
-        return 1
+    supervisor = _supervisor() if args.target is not None else None
+    try:
+        module, problem = _load(args.target, supervisor)
+        if problem:
+            print(problem)
+            return 2
+        label = "the reference" if args.target is None else str(args.target)
+        try:
+            panels = [render(title, note, snap, args.num_blocks, args.block_size)
+                      for title, note, snap in story(module.PagedKVCache, args.num_blocks,
+                                                     args.block_size, args.prompt)]
+        except NotImplementedError as exc:
+            print(f"not started: {exc}")
+            return 1
+        except WorkerGone as exc:  # a hang or a crash in the learner's worker
+            print(f"the PagedKVCache from {label}: {exc.message}")
+            return 1
+        except Exception as exc:  # learner code: say what broke, in the learner's frames
+            from attnkata.harness import learner_traceback
+
+            root = Path(args.target).resolve() if args.target else None
+            print(f"the PagedKVCache from {label} raised during the demo:\n"
+                  f"{learner_traceback(exc, root)}")
+            return 1
+    finally:
+        if supervisor is not None:
+            supervisor.close()
     _show(f"Paged KV cache (PagedKVCache from {label}): {args.num_blocks} blocks of "
           f"{args.block_size} tokens; * marks a shared block (refcount > 1)", panels, args)
     return 0
@@ -78,7 +89,19 @@ def _show(heading: str, panels: list, args: argparse.Namespace) -> None:
                              width=getattr(args, "width", None) or 100))
 
 
-def _load(target: str | None) -> tuple[Any, str]:
+def _supervisor() -> Any:
+    """A learner's cache runs in a sandboxed worker, never in this process."""
+    from attnkata.remote import Supervisor, WorkerConfig, default_memory_limit
+    from attnkata_plugins.core import ROOT
+
+    return Supervisor(WorkerConfig(protected=(str(ROOT / "solutions"),),
+                                   modules=("attnkata_kernels",), memory=default_memory_limit()),
+                      timeout=30)
+
+
+def _load(target: str | None, supervisor: Any = None) -> tuple[Any, str]:
+    """The reference's module (in this process), or a learner's (in ``supervisor``'s worker)."""
+    from attnkata.remote import WorkerGone
     from attnkata.target import TargetLoadError, load_module
 
     if target is None:
@@ -88,11 +111,18 @@ def _load(target: str | None) -> tuple[Any, str]:
     else:
         root = Path(target).resolve()
     try:
+        if supervisor is not None:
+            if not (root / KATA_FILE).exists():
+                raise TargetLoadError(str(root / KATA_FILE))
+            return supervisor.module("paged-demo", (root / KATA_FILE).resolve(), root,
+                                     ("numpy", "torch"), 30), ""
         return load_module(root / KATA_FILE, root), ""
     except NotImplementedError as exc:
         return None, f"not started: {exc}"
     except TargetLoadError:
         return None, f"no {KATA_FILE} under {root}: --target takes a folder with the layout of katas/"
+    except WorkerGone as exc:
+        return None, f"{root / KATA_FILE}: {exc.message}"
     except Exception as exc:  # noqa: BLE001 - a learner file that does not import
         return None, f"{root / KATA_FILE} does not import: {type(exc).__name__}: {exc}"
 

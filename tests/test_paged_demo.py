@@ -121,3 +121,19 @@ def test_target_that_raises_shows_the_learners_frame(capsys, tmp_path):
 def test_bad_arguments_exit_2(capsys, argv, message):
     code, out = run(capsys, *argv)
     assert code == 2 and message in out
+
+
+def test_a_learner_cache_runs_in_a_worker_not_in_this_process(tmp_path, capsys):
+    """--target draws a learner's cache through its sandboxed worker: an os._exit there
+    is reported, and this process (the test) carries on."""
+    level6 = tmp_path / "level6"
+    level6.mkdir()
+    solutions = ROOT / "solutions" / "level6"
+    for name in ("paged_kv_cache.py", "block_allocator.py"):
+        shutil.copy(solutions / name, level6 / name)
+    assert cli.main(["--width", "100", "paged-demo", "--target", str(tmp_path)]) == 0
+    (level6 / "paged_kv_cache.py").write_text((level6 / "paged_kv_cache.py").read_text()
+                                              + "\nimport os\nos._exit(3)\n")
+    capsys.readouterr()
+    assert cli.main(["--width", "100", "paged-demo", "--target", str(tmp_path)]) == 2
+    assert "exited with status 3" in capsys.readouterr().out
