@@ -33,7 +33,10 @@ class Weights:
     def read(cls, path: Path | None) -> "Weights":
         if path is None:
             return cls()
-        import tomllib
+        try:
+            import tomllib
+        except ModuleNotFoundError:  # Python 3.10
+            import tomli as tomllib
 
         data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
         table = data.get("weights", data)
