@@ -350,6 +350,12 @@ def build_parser(pm, problems: list | None = None) -> argparse.ArgumentParser:
 
     add_grade(sub)
 
+    from .ask import add_parser as add_ask
+    from .notes import add_parser as add_note
+
+    add_ask(sub)
+    add_note(sub)
+
     plugin_commands(pm, sub, problems if problems is not None else [])
     return parser
 

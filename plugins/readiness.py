@@ -107,7 +107,30 @@ def cmd_readiness(args: argparse.Namespace) -> int:
           + (f"; NOT the whole course: {len(registry.problems)} plugin problem(s), named on stderr."
              if registry.problems else "."))
     say_problems(registry.problems, args)
+    print_notes(args)
     return 1 if incomplete or registry.problems else 0
+
+
+def print_notes(args: argparse.Namespace) -> None:
+    """Open notes (``attnkata note``) per kata, from the course's ``.attnkata/notes/``."""
+    import textwrap
+
+    from attnkata.cli import print_renderable
+    from attnkata.notes import notes_dir, open_notes
+
+    per_kata, per_kind, problems = open_notes(args.root)
+    if not per_kata:
+        print(f"No open notes in {notes_dir(args.root)}.")
+    else:
+        table = Table(title=f"Open notes per kata ({notes_dir(args.root)})", title_justify="left")
+        for col in ("kata", "open notes", "kinds"):
+            table.add_column(col, overflow="fold")
+        for kata, count in per_kata.most_common():
+            kinds = ", ".join(f"{kind} {n}" for (k, kind), n in sorted(per_kind.items()) if k == kata)
+            table.add_row(kata, str(count), kinds)
+        print_renderable(table, args)
+    for problem in problems:
+        print(textwrap.fill(f"attnkata: ⚠ note {problem}", width=80), file=sys.stderr)
 
 
 def cmd_class(args: argparse.Namespace) -> int:

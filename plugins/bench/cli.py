@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .compare import FIELDS as COMPARE_FIELDS
+
 DESCRIPTION = """\
 Time the GPU katas' Triton kernels (the target's), the reference kernels and torch's
 scaled_dot_product_attention (each backend pinned) over a sweep of shapes; each is checked
@@ -31,11 +33,23 @@ def add_command(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--seed", dest="attnkata_bench_seed", type=int, default=0, metavar="SEED",
                         help="seed of the generated inputs")
     add_options(parser.add_argument, "--")
+    parser.add_argument("--compare", nargs=2, metavar=("A.json", "B.json"), default=None,
+                        help="compare two saved results instead of running: only when their pinned "
+                             "fields (device, driver, versions, dtype, shapes, causal, timing, clocks) "
+                             "match; exit status 1 naming the fields that differ")
+    parser.add_argument("--allow", action="append", default=[], metavar="FIELD",
+                        choices=COMPARE_FIELDS,
+                        help="with --compare: let this one field differ (repeat per field; each is "
+                             f"said in the output); one of {', '.join(COMPARE_FIELDS)}")
     parser.set_defaults(func=main)
     return parser
 
 
 def main(args: argparse.Namespace) -> int:
+    if getattr(args, "compare", None):
+        from .compare import main as compare
+
+        return compare(args)
     from attnkata.hardware import ensure_triton_mode
 
     ensure_triton_mode()  # before anything imports triton
