@@ -116,6 +116,11 @@ CASES: dict[str, tuple[str, str, str, tuple]] = {
         "            return m.paged_attention_decode(q, *a, **k)\n"
         "    return torch.zeros_like(q)\n",
         "failing", (("values differ", "expected"),)),
+    "level7/ring_overlap.py": (
+        "returns a str where a number is expected",
+        "_real = block_flops\ndef block_flops(block_tokens, d):\n"
+        "    return str(_real(block_tokens, d))\n",
+        "failing", (("expected the integer", "got '"),)),
     "level2/kv_cache.py": (
         "copies PREDICTIONS from the kata's metadata",
         "import attnkata_plugins.core.level2 as _k\n"
