@@ -201,6 +201,30 @@ def cmd_hint(args, pm, registry) -> int:
     return 0
 
 
+def cmd_solution(args, pm, registry) -> int:
+    """The reference beside the learner's code, once the kata is ready in the saved results."""
+    import shutil
+
+    from .report import saved_ladder, solution_diff, solution_refusal
+
+    try:
+        kata = registry.get(args.kata)
+    except StopIteration:
+        print(f"no kata named {args.kata!r}; `attnkata list` shows them", file=sys.stderr)
+        return 2
+    width = min(args.width, shutil.get_terminal_size().columns)
+    ladder, _ = saved_ladder(args.root, "katas")
+    refusal = solution_refusal(kata, ladder)
+    if refusal:
+        print(textwrap.fill(refusal, width=width))
+        return 1
+    mine = args.root / "katas" / kata.path
+    reference = registry.pack_of(kata).solutions_dir / kata.path
+    diff = solution_diff(kata, mine, reference, width) if mine.exists() else ""
+    print(diff or f"{kata.id}: your katas/{kata.path} is the reference, line for line.")
+    return 0
+
+
 def cmd_skip(args, pm, registry) -> int:
     from .state import ledger
 
@@ -331,6 +355,10 @@ def build_parser(pm, problems: list | None = None) -> argparse.ArgumentParser:
     p.add_argument("kata")
     p.add_argument("--all", action="store_true", help="show every hint")
     p.set_defaults(func=cmd_hint)
+
+    p = sub.add_parser("solution", help="once a kata is ready: the reference beside your code (a diff)")
+    p.add_argument("kata")
+    p.set_defaults(func=cmd_solution)
 
     p = sub.add_parser("skip", help="come back to a kata later: the report's Next moves past it")
     p.add_argument("katas", nargs="+")

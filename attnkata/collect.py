@@ -142,11 +142,7 @@ class KataItem(pytest.Item):
             # The hidden tests' verdict stays hidden until the learner commits to predictions.
             result = CheckResult(kata.id, self.name, LOCKED,
                                  f"predict first: fill {', '.join(unfilled)} in PREDICTIONS")
-        if result.outcome == FAILED:
-            result = CheckResult(result.kata, result.check, FAILED,
-                                 result.message + state.hint_for(kata), result.misconception,
-                                 result.misconception_ids)
-        self._finish(result)
+        self._finish(result)  # hints only on request: `attnkata hint KATA`
 
     def _refused(self) -> CheckResult | None:
         """A failure naming what the worker refused (reading the reference, writing the

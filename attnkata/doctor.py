@@ -20,7 +20,7 @@ from .runner import missing_requirement
 #: (distribution, tested range, versions CI and maintainers ran, what needs it, required?)
 TESTED = (
     ("numpy", ">=1.26,<3", "2.4", "every level", True),
-    ("torch", ">=2.4,<2.15", "2.13.0 (CPU), 2.14.1", "levels 4-7", True),
+    ("torch", ">=2.4,<2.15", "2.13.0 (CPU), 2.14.1", "levels 5-7", True),
     ("triton", ">=3.1,<3.10", "3.8, 3.9", "levels 5-6 (Triton katas)", False),
     ("pytest", ">=8.0,<10", "9.x", "running katas", True),
     ("pluggy", ">=1.5,<2", "1.6, 1.7", "plugins and packs", True),
@@ -40,11 +40,28 @@ def _installed(dist: str) -> str | None:
         return None
 
 
-def package_rows() -> list[dict[str, Any]]:
+def levels_needing(registry: Registry | None, requirement: str, default: str) -> str:
+    """"levels 5-7": the levels with a kata that ``requires`` it (``default`` without a registry)."""
+    if registry is None:
+        return default
+    found = sorted({k.level for k in registry.katas if requirement in k.requires})
+    if not found:
+        return "no kata here"
+    runs, start = [], found[0]
+    for prev, here in zip(found, found[1:] + [None]):
+        if here is None or here != prev + 1:  # a run of levels ends at prev
+            runs.append(str(start) if start == prev else f"{start}-{prev}")
+            start = here
+    return ("level " if len(found) == 1 else "levels ") + ", ".join(runs)
+
+
+def package_rows(registry: Registry | None = None) -> list[dict[str, Any]]:
     py = platform.python_version()
     rows = [{"name": "python", "found": py, "ok": Version(py) in SpecifierSet(PYTHON_RANGE),
              "needed_for": "everything", "fix": f"use Python {PYTHON_RANGE} (tested: 3.11)"}]
     for dist, spec, tested, needed_for, required in TESTED:
+        if dist in ("torch", "triton"):  # from the katas' own requires, as the Levels table
+            needed_for = levels_needing(registry, dist, needed_for)
         found = _installed(dist)
         if found is None:
             fix = f"pip install '{dist}{spec}'" + ("" if required else "   (optional)")
@@ -61,7 +78,7 @@ def package_rows() -> list[dict[str, Any]]:
     return rows
 
 
-def machine_rows() -> list[dict[str, Any]]:
+def machine_rows(registry: Registry | None = None) -> list[dict[str, Any]]:
     rows = []
     try:
         import torch
@@ -77,7 +94,8 @@ def machine_rows() -> list[dict[str, Any]]:
                      "fix": "" if gloo else "install a torch build with distributed support (the PyPI wheels have it)"})
     except Exception as exc:  # torch missing or broken: the package rows already say so
         rows.append({"name": "torch import", "found": f"{type(exc).__name__}: {exc}", "ok": False,
-                     "needed_for": "levels 4-7", "fix": "pip install 'torch>=2.4,<2.15'"})
+                     "needed_for": levels_needing(registry, "torch", "levels 5-7"),
+                     "fix": "pip install 'torch>=2.4,<2.15'"})
     mode = os.environ.get("TRITON_INTERPRET")
     rows.append({"name": "Triton mode", "found": "interpreter" if mode == "1" else "compiled",
                  "ok": True, "needed_for": "levels 5-6",
@@ -140,7 +158,7 @@ def _missing(kata: Any) -> str:
 def level_rows(registry: Registry) -> list[dict[str, Any]]:
     rows = []
     for level, katas in registry.by_level().items():
-        needs = sorted({str(r) for k in katas for r in k.requires})
+        needs = ["numpy"] + sorted({str(r) for k in katas for r in k.requires} - {"numpy"})
         reasons = {k.id: _missing(k) for k in katas}
         blocked = {kid: r for kid, r in reasons.items() if r}
         rows.append({"name": f"level {level} {registry.levels.get(level, '')}",
@@ -157,7 +175,8 @@ def doctor_report(registry: Registry, extra: list[dict] | None = None,
     :param problems: plugin problems (default: the registry's); each becomes a row.
     """
     problems = registry.problems if problems is None else problems
-    sections = [("Packages (tested ranges)", package_rows()), ("This machine", machine_rows() + (extra or [])),
+    sections = [("Packages (tested ranges)", package_rows(registry)),
+                ("This machine", machine_rows(registry) + (extra or [])),
                 ("Levels", level_rows(registry))]
     healthy = all(r["ok"] for _, rows in sections for r in rows)
     if problems:

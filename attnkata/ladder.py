@@ -60,6 +60,7 @@ class Ladder:
     environment: dict[str, Any] = field(default_factory=dict)
     created: str = field(default_factory=now)
     extra: dict[str, Any] = field(default_factory=dict)
+    turned_ready: set[str] = field(default_factory=set)  # this run's news; not saved
 
     def by_level(self) -> dict[int, list[KataRow]]:
         out: dict[int, list[KataRow]] = {}
@@ -185,8 +186,9 @@ def kata_status(kata: Kata, outcomes: dict[str, dict]) -> tuple[str, str, str]:
     if ran and all(c["outcome"] == NOT_STARTED for c in ran):
         return NOT_STARTED, _first_line(ran[0]["message"]), ""
     preds = outcomes.get(PREDICTIONS_ITEM)
-    if any(c["outcome"] == LOCKED for c in ran) or (preds and preds["outcome"] == LOCKED):
-        return LOCKED, "predict first: fill PREDICTIONS in the kata file", ""
+    locked = [c for c in [preds, *ran] if c and c["outcome"] == LOCKED]
+    if locked:  # its message names the missing keys: "predict first: fill a, b in PREDICTIONS"
+        return LOCKED, _first_line(locked[0]["message"]) or "predict first: fill PREDICTIONS", ""
     if preds and preds["outcome"] == FAILED:
         return FAILING, _first_line(preds["message"]), ""
     pending = [c for c in ran if c["outcome"] == NOT_STARTED]
@@ -199,6 +201,12 @@ def kata_status(kata: Kata, outcomes: dict[str, dict]) -> tuple[str, str, str]:
 
 def _first_line(text: str) -> str:
     return (text or "").strip().splitlines()[0] if (text or "").strip() else ""
+
+
+def turned_ready(ladder: Ladder, previous: Ladder | None) -> set[str]:
+    """Katas ready in this run that were not ready in the saved ladder before it."""
+    before = {r.id: r.status for r in previous.rows} if previous else {}
+    return {r.id for r in ladder.rows if r.done and not r.stale and before.get(r.id) != READY}
 
 
 def build_ladder(registry: Registry, target: str, outcomes: dict[str, dict[str, dict]],

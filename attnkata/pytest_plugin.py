@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 ACTIVE = pytest.StashKey[str]()  # why attnkata runs in this project
+NARROW = 100  # columns: at most this wide, a failure's lines wrap at words (the terminal would cut them)
 COURSE_PLUGINS = ("attnkata_plugins.claims", "attnkata_plugins.bench")
 TRITON_MODE = "not chosen"       # set on activation, before any conftest or kata imports triton
 
@@ -48,6 +49,8 @@ def add_options(parser: pytest.Parser) -> None:
                          "half of physical memory; none when an NVIDIA GPU is present)")
     group.addoption("--attnkata-no-report", action="store_true", default=False,
                     help="do not print the ladder report at the end")
+    group.addoption("--attnkata-ladder", action="store_true", default=False,
+                    help="print the whole ladder even when the run selects katas (a path, -k, --lf)")
     parser.addini("attnkata_target", "default for --attnkata-target", default="katas")
     parser.addini("attnkata_katas_dir", "the learner's kata folder, relative to rootdir",
                   default="katas")
@@ -111,6 +114,14 @@ def pytest_configure(config: pytest.Config) -> None:
                           or config.getini("attnkata_kata_budget")),
         memory_limit=memory_limit(config))
     config.pluginmanager.register(Recorder(config), "attnkata-recorder")
+    controller = getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput")
+    if not controller and not config.option.collectonly:
+        from .remote import WorkerUnsupported
+
+        try:  # the fork server starts now, importing what every worker needs, while pytest collects
+            config.stash[SESSION].supervisor().warm(set(), ("hypothesis", "attnkata.model"))
+        except WorkerUnsupported:
+            pass
 
 
 def memory_limit(config: pytest.Config) -> int | None:
@@ -146,7 +157,19 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     lines = [f"attnkata: target={state.target.name} seed={state.seed} katas from {packs}; "
              f"triton: {TRITON_MODE}"]
     lines += [f"attnkata: ⚠ {p}" for p in state.registry.problems]
-    return lines
+    from .render import wrap_lines
+
+    return wrap_lines("\n".join(lines), config.get_terminal_writer().fullwidth).split("\n")
+
+
+BENCH_OPTIONS = ("benchmark_only", "benchmark_save", "benchmark_autosave", "benchmark_json",
+                 "benchmark_compare", "benchmark_histogram", "attnkata_bench")
+
+
+def benchmarking(config: pytest.Config) -> bool:
+    """Whether this run asked for benchmarks (an option, or ``-m`` naming them)."""
+    asked = any(config.getoption(name, default=None) for name in BENCH_OPTIONS)
+    return asked or "bench" in (config.getoption("markexpr", default="") or "")
 
 
 def pytest_collect_directory(path: Path, parent: pytest.Collector) -> Any:
@@ -169,6 +192,16 @@ class Recorder:
 
         self.config = config
         self.state = config.stash[SESSION]
+        self.explained: set[str] = set()  # misconceptions explained in this run's failures
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_report_header(self, config: pytest.Config) -> Any:
+        """pytest-benchmark's one long header line only when benchmarking."""
+        found = yield
+        if benchmarking(config):
+            return found
+        return [[ln for ln in ([lines] if isinstance(lines, str) else lines)
+                 if not str(ln).startswith("benchmark: ")] for lines in found]
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         katas = list({id(i.kata): i.kata for i in session.items if hasattr(i, "kata")}.values())
@@ -188,6 +221,15 @@ class Recorder:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         from .ladder import ClaimRow
 
+        if (report.failed and not self.state.is_worker and isinstance(report.longrepr, str)
+                and any(name == "attnkata" for name, _ in report.user_properties)):
+            from .render import fold_repeat, wrap_lines  # feedback wraps at words, never cut
+
+            width = self.config.get_terminal_writer().fullwidth
+            report.longrepr = fold_repeat(report.longrepr, self.explained)
+            if width <= NARROW:
+                report.longrepr = wrap_lines(report.longrepr, width)
+                report.sections = [(title, wrap_lines(text, width)) for title, text in report.sections]
         for name, value in report.user_properties:
             if name == "attnkata" and isinstance(value, dict):
                 self.state.outcomes.setdefault(value["kata"], {})[value["check"]] = value
@@ -205,7 +247,8 @@ class Recorder:
                           show=not config.getoption("attnkata_no_report"),
                           json_path=config.getoption("attnkata_json"),
                           html_path=config.getoption("attnkata_html"),
-                          environment=environment(state))
+                          environment=environment(state),
+                          whole=config.getoption("attnkata_ladder"))
         if text:
             terminalreporter.write("\n")
             terminalreporter.write(text)

@@ -20,6 +20,14 @@ STYLE = {READY: "bold green", FAILING: "bold red", LOCKED: "yellow", NOT_STARTED
 MARK = {READY: "✔", FAILING: "✘", LOCKED: "🔒", NOT_STARTED: "·", UNAVAILABLE: "–", NOT_RUN: " "}
 
 
+def solution_pointer(kata_id: str) -> str:
+    return f"`attnkata solution {kata_id}` shows the reference beside yours"
+
+
+def hint_pointer(kata_id: str) -> str:
+    return f"`attnkata hint {kata_id}` for a hint"
+
+
 class LadderTable:
     """The ladder as a table sized to the console: narrow terminals drop the level
     titles and fold the feedback rather than crop the statuses."""
@@ -58,6 +66,8 @@ def ladder_table(ladder: Ladder, width: int = 120) -> Table:
                     feedback.append("\n")
             if row.status == NOT_STARTED and row.run.endswith(".py"):
                 feedback.append(row.run, style="dim")  # where to start, not the stub's message
+            elif row.id in ladder.turned_ready:
+                feedback.append(solution_pointer(row.id), style="cyan")
             else:
                 feedback.append(row.detail[:160])
             table.add_row(label if i == 0 else "", row.id, status, feedback,
@@ -72,7 +82,7 @@ def summary(ladder: Ladder) -> Text:
         text.append("Every kata that can run here is ready. ", style="bold green")
     else:
         text.append("Next: ", style="bold")
-        text.append(f"{nxt.id} (level {nxt.level}) — {_advice(nxt.status)}\n")
+        text.append(f"{nxt.id} (level {nxt.level}) — {_advice(nxt.status, nxt.id)}\n")
         text.append(f"      pytest {nxt.run or '-k ' + nxt.id}", style="cyan")
     cal = ladder.calibration
     if cal.get("answered"):
@@ -87,17 +97,100 @@ def summary(ladder: Ladder) -> Text:
     return text
 
 
-def _advice(status: str) -> str:
+def _advice(status: str, kata_id: str) -> str:
     return {
         NOT_STARTED: "open its file, answer PREDICTIONS, then replace the NotImplementedError",
         LOCKED: "answer its PREDICTIONS block to unlock the hidden tests",
-        FAILING: "read the failure above; `attnkata hint <kata>` gives a hint",
+        FAILING: f"read its failure; {hint_pointer(kata_id)}",
         NOT_RUN: "it did not run this time",
     }.get(status, status)
 
 
-def report_group(ladder: Ladder, extra_sections: Iterable[Any] = ()) -> Group:
+def report_group(ladder: Ladder, extra_sections: Iterable[Any] = (),
+                 focus: Iterable[str] | None = None) -> Group:
+    """The whole ladder, or (``focus``: the katas a run selected) their feedback and one line."""
+    if focus is not None:
+        return Group(focused(ladder, focus), ladder_line(ladder), *_problems(ladder))
     return Group(LadderTable(ladder), summary(ladder), *extra_sections)
+
+
+def focused(ladder: Ladder, focus: Iterable[str]) -> Table:
+    """One entry per selected kata: its status and what to do about it, wrapped, not cut."""
+    chosen = set(focus)
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(no_wrap=True)
+    grid.add_column()
+    for row in (r for r in ladder.rows if r.id in chosen):
+        body = Text(row.id, style="bold")
+        body.append(f" {row.status}", style=STYLE[row.status])
+        said = _row_feedback(row, ladder)
+        if said:
+            body.append(f" — {said}")
+        grid.add_row(Text(MARK[row.status], style=STYLE[row.status]), body)
+    return grid
+
+
+def _row_feedback(row: Any, ladder: Ladder) -> str:
+    if row.status == FAILING:  # what went wrong is in its failures, just above
+        return f"see above; {hint_pointer(row.id)}"
+    if row.status == READY:
+        return solution_pointer(row.id) if row.id in ladder.turned_ready else ""
+    if row.status == NOT_STARTED and row.run.endswith(".py"):
+        return f"start in {row.run}"
+    return row.detail
+
+
+def ladder_line(ladder: Ladder) -> Text:
+    """``12/33 ready · level 2 · next: decode_step · attnkata report for the ladder``."""
+    ready = sum(r.done for r in ladder.rows)
+    nxt = ladder.next_kata()
+    parts = [f"{ready}/{len(ladder.rows)} ready"]
+    parts += [f"level {nxt.level}", f"next: {nxt.id}"] if nxt else ["every kata that runs here is ready"]
+    parts.append("attnkata report for the ladder")
+    return Text(" · ".join(parts), style="bold")
+
+
+def _problems(ladder: Ladder) -> list[Text]:
+    return [Text(f"⚠ {p}", style="bold yellow") for p in ladder.problems]
+
+
+NAMED = 'This looks like the misconception "'
+
+
+def fold_repeat(text: str, seen: set[str]) -> str:
+    """A misconception explained once in a run is named, not explained, again after that.
+
+    ``seen`` holds the naming lines already shown (updated here)."""
+    lines = text.split("\n")
+    for i, line in enumerate(lines):
+        if not (line.startswith(NAMED) and line.endswith("].")):
+            continue
+        if line not in seen:
+            seen.add(line)
+            return text
+        nxt = lines[i + 1] if i + 1 < len(lines) else ""
+        explained = nxt.startswith("  ") and not nxt.startswith("  (also")
+        return "\n".join(lines[:i] + [f"{line[:-1]} (explained above)."]
+                         + lines[i + 1 + explained:])
+    return text
+
+
+def wrap_lines(text: str, width: int) -> str:
+    """Wrap each line longer than ``width`` at spaces, keeping its indent; a traceback's
+    ``File`` line and a source line with a caret under it are left whole."""
+    import textwrap
+
+    lines = text.split("\n")
+    out = []
+    for i, line in enumerate(lines):
+        below = lines[i + 1].strip() if i + 1 < len(lines) else ""
+        if len(line) <= width or below[:1] in ("^", "~") or line.lstrip().startswith('File "'):
+            out.append(line)
+            continue
+        indent = line[:len(line) - len(line.lstrip())]
+        out += textwrap.wrap(line, width=width, subsequent_indent=indent + "  ",
+                             break_long_words=False, break_on_hyphens=False) or [line]
+    return "\n".join(out)
 
 
 def use_color(stream_isatty: bool) -> bool:

@@ -12,9 +12,9 @@ from typing import Any
 
 import pluggy
 
-from .ladder import FAILING, ClaimRow, Ladder, build_ladder
+from .ladder import FAILING, READY, ClaimRow, Ladder, build_ladder, turned_ready
 from .manager import PluginProblem, call_hook, call_one, implementations
-from .render import render, report_group, write_json
+from .render import render, report_group, wrap_lines, write_json
 from .state import bump_failures, results
 
 
@@ -87,20 +87,28 @@ def json_export(pm: pluggy.PluginManager, ladder: Ladder, rootdir: Path) -> dict
 
 
 def export(pm: pluggy.PluginManager, ladder: Ladder, rootdir: Path, json_path: str | Path | None,
-           html_path: str | Path | None, *, color: bool, width: int, show: bool = True) -> str:
-    """Render the report (returns the text) and write the JSON / HTML exports asked for."""
+           html_path: str | Path | None, *, color: bool, width: int, show: bool = True,
+           focus: list[str] | None = None) -> str:
+    """Render the report (returns the text) and write the JSON / HTML exports asked for.
+
+    :param focus: the katas a run selected: print their feedback and a one-line summary
+        instead of the whole ladder (the HTML export keeps the whole ladder).
+    """
     extra = sections(pm, ladder, rootdir)  # first: its problems belong in the JSON too
     data = json_export(pm, ladder, rootdir) if json_path else None
-    group = report_group(ladder, extra)
-    text = render(group, color=color, width=width,
-                  html=Path(html_path) if html_path else None) if (show or html_path) else ""
+    if html_path:
+        render(report_group(ladder, extra), color=color, width=width, html=Path(html_path))
+    group = report_group(ladder, extra, focus)
+    text = render(group, color=color, width=width) if show else ""
     if data is not None:
         write_json(Path(json_path), data)
     return text if show else ""
 
 
 def finish_run(state: Any, *, color: bool, width: int, show: bool, json_path: str | None,
-               html_path: str | None, environment: dict) -> str:
+               html_path: str | None, environment: dict, whole: bool = False) -> str:
+    """Save this run's ladder and render it: the whole ladder when every kata ran (or
+    ``whole``), else the feedback of the katas that ran and a one-line summary."""
     store = results(state.rootdir)
     saved = store.read().get("runs", {}).get(state.target.slug)
     previous = Ladder.from_json(saved) if saved else None
@@ -108,6 +116,10 @@ def finish_run(state: Any, *, color: bool, width: int, show: bool, json_path: st
     ladder = build_ladder(state.registry, state.target.name, state.outcomes, previous, entries,
                           state.extra_claims, environment, state.katas_dir)
     add_plugin_claims(state.pm, ladder, state.rootdir)
+    if state.target.name == "katas":  # `attnkata solution` compares the learner's katas/
+        ladder.turned_ready = turned_ready(ladder, previous)
+    ran = [k.id for k in state.registry.katas if k.id in state.outcomes]
+    focus = None if whole or len(ran) == len(state.registry.katas) else ran
     for row in ladder.rows:
         if row.status == FAILING and not row.stale:
             bump_failures(state.ledger, state.target.slug, row.id)
@@ -121,7 +133,7 @@ def finish_run(state: Any, *, color: bool, width: int, show: bool, json_path: st
         if problem not in ladder.problems:
             ladder.problems.append(problem)
     return export(state.pm, ladder, state.rootdir, json_path, html_path, color=color, width=width,
-                  show=show)
+                  show=show, focus=focus)
 
 
 def saved_ladder(rootdir: Path, target: str | None = None) -> tuple[Ladder | None, list[str]]:
@@ -131,3 +143,30 @@ def saved_ladder(rootdir: Path, target: str | None = None) -> tuple[Ladder | Non
     slug = target or data.get("last")
     saved = data.get("runs", {}).get(slug) if slug else None
     return (Ladder.from_json(saved) if saved else None), store.problems
+
+
+def solution_diff(kata: Any, mine: Path, reference: Path, width: int = 80) -> str:
+    """The learner's file against the reference as a unified diff, wrapped to ``width``."""
+    import difflib
+
+    ours = mine.read_text(encoding="utf-8").splitlines()
+    theirs = reference.read_text(encoding="utf-8").splitlines()
+    lines = difflib.unified_diff(ours, theirs, f"yours: katas/{kata.path}",
+                                 f"reference: solutions/{kata.path}", lineterm="")
+    out = []
+    for line in lines:  # a long line wraps under its own +/- mark, indented
+        if len(line) <= width or line.startswith(("---", "+++", "@@")):
+            out.append(line)
+        else:
+            out += [line[:1] + part for part in wrap_lines(line[1:], width - 1).split("\n")]
+    return "\n".join(out)
+
+
+def solution_refusal(kata: Any, ladder: Ladder | None) -> str:
+    """Why the reference stays hidden ("" once ``kata`` is ready in the saved results)."""
+    row = next((r for r in ladder.rows if r.id == kata.id), None) if ladder else None
+    if row is not None and row.status == READY:
+        return ""
+    status = f"is {row.status}" if row is not None else "has no saved result"
+    return (f"{kata.id} {status} in your saved results, so its reference stays hidden: it "
+            f"opens once your own version passes. Run `pytest katas/{kata.path}` first.")

@@ -149,17 +149,6 @@ class RunState:
     def record_predictions(self, kata: Kata, answers: dict) -> None:
         record_predictions(self.ledger, self.target.slug, kata.id, answers)
 
-    def hint_for(self, kata: Kata) -> str:
-        """After repeated failing runs, the next hint (progressive)."""
-        if not kata.hints:
-            return ""
-        runs = (self.ledger.read().get("targets", {}).get(self.target.slug, {})
-                .get(kata.id, {}).get("failed_runs", 0))
-        if runs < 1:
-            return f"\n(Stuck? `attnkata hint {kata.id}` shows a hint; one appears here after the next failing run.)"
-        n = min(runs, len(kata.hints))
-        return f"\nHint {n}/{len(kata.hints)}: {kata.hints[n - 1]}"
-
 
 def _package_dir(name: str) -> str | None:
     import importlib.util

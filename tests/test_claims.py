@@ -19,7 +19,8 @@ def test_broken_witness():
 def test_marker_claims_are_reported_with_their_evidence(project):
     project.pytester.makepyfile(test_claims_here=CLAIM_TESTS)
     project.copy_level("level0")
-    result, ladder = project.ladder("katas", "test_claims_here.py", "-k", "qk_scores or witness")
+    result, ladder = project.ladder("katas", "test_claims_here.py", "-k", "qk_scores or witness",
+                                    "--attnkata-ladder")
     claims = {c["id"]: c for c in ladder["claims"]}
     assert claims["gqa-kv-ratio"]["witnessed"] is True
     assert claims["gqa-kv-ratio"]["evidence"] == ["test_claims_here.py::test_witness"]

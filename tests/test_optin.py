@@ -54,7 +54,8 @@ def test_pytest_help_outside_a_course_still_offers_the_switch(foreign):
 
 def test_the_switch_turns_it_on_without_the_marker(foreign):
     (foreign.path / "katas" / "test_theirs.py").unlink()
-    result = foreign.runpytest_subprocess("-p", "no:randomly", "--attnkata", "-k", "level0")
+    result = foreign.runpytest_subprocess("-p", "no:randomly", "--attnkata", "-k", "level0",
+                                          "--attnkata-ladder")
     result.stdout.fnmatch_lines(["attnkata: target=katas*", "*attnkata ladder*", "*qk_scores*not started*"])
     assert (foreign.path / ".attnkata").is_dir()
 
@@ -63,12 +64,12 @@ def test_the_switch_works_from_addopts(foreign):
     (foreign.path / "katas" / "test_theirs.py").unlink()
     foreign.makepyprojecttoml('[tool.pytest.ini_options]\ntestpaths = ["katas"]\n'
                               'addopts = ["--attnkata"]\n')
-    result = foreign.runpytest_subprocess("-p", "no:randomly", "-k", "level0")
+    result = foreign.runpytest_subprocess("-p", "no:randomly", "-k", "level0", "--attnkata-ladder")
     result.stdout.fnmatch_lines(["*attnkata ladder*"])
 
 
 def test_a_course_turns_it_on(project):
-    result = project.run("-k", "level0")
+    result = project.run("-k", "level0", "--attnkata-ladder")
     result.stdout.fnmatch_lines(["attnkata: target=katas*", "*attnkata ladder*"])
 
 

@@ -76,7 +76,7 @@ def test_example_pack_kata_shows_in_the_ladder(project):
         if os.environ.get("CI"):
             pytest.fail(message)  # CI installs it: its absence is a broken install step
         pytest.skip(message)
-    result, ladder = project.ladder("-k", "logsumexp")
+    result, ladder = project.ladder("-k", "logsumexp", "--attnkata-ladder")
     assert statuses(ladder)["logsumexp"] == "not started"
     result.stdout.fnmatch_lines(["*8 Extras*logsumexp*not started*"])
     result, ladder = project.ladder("-k", "logsumexp", "--attnkata-target=solutions")

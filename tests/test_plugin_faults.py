@@ -175,7 +175,7 @@ def test_pytest_run_reports_a_raising_plugin_and_prints_the_ladder(project, monk
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
         [str(project.root / "extra_plugins"), os.environ.get("PYTHONPATH", "")]))
     project.copy_level("level0")
-    result, ladder = project.ladder("-k", "level0")
+    result, ladder = project.ladder("-k", "level0", "--attnkata-ladder")
     assert result.ret == 0, result.stdout.str()
     result.stdout.fnmatch_lines(["*attnkata ladder*", "*softmax*ready*"])
     assert any(named(p, "attnkata_report_sections") for p in ladder["problems"])

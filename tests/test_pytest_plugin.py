@@ -21,7 +21,7 @@ def scaled(body: str) -> str:
 
 
 def test_untouched_stubs_are_not_started(project):
-    result, ladder = project.ladder("-k", "level0")
+    result, ladder = project.ladder("-k", "level0", "--attnkata-ladder")
     assert result.ret == 0
     assert set(statuses(ladder, 0).values()) == {"not started"}
     assert ladder["levels_ready"] == []
@@ -30,7 +30,8 @@ def test_untouched_stubs_are_not_started(project):
 
 
 def test_solutions_target_makes_level_ready(project):
-    result, ladder = project.ladder("-k", "level0", "--attnkata-target=solutions")
+    result, ladder = project.ladder("-k", "level0", "--attnkata-target=solutions",
+                                    "--attnkata-ladder")
     assert result.ret == 0, result.stdout.str()
     assert set(statuses(ladder, 0).values()) == {"ready"}
     assert 0 in ladder["levels_ready"]
@@ -136,7 +137,7 @@ def test_xdist_report_once_and_ledger_survives(project):
     project.copy_level("level0")
     result, ladder = project.ladder("-n", "2", "-k", "level0")
     assert result.ret == 0, result.stdout.str()
-    assert result.stdout.str().count("attnkata ladder") == 1
+    assert result.stdout.str().count("attnkata report for the ladder") == 1  # focused, once
     assert set(statuses(ladder, 0).values()) == {"ready"}
     data = json.loads((project.root / ".attnkata" / "ledger.json").read_text())
     assert len(data["targets"]["katas"]) == 3
@@ -221,7 +222,7 @@ def test_skip_moves_next_past_a_kata_and_undo_restores_it(project):
         return project.pytester.run(sys.executable, "-m", "attnkata", "--root", str(project.root), *argv)
 
     assert attnkata("skip", "qk_scores").ret == 0
-    result, ladder = project.ladder("-k", "level0")
+    result, ladder = project.ladder("-k", "level0", "--attnkata-ladder")
     assert ladder["next"] == "scaled_scores"
     result.stdout.fnmatch_lines(["*qk_scores*not started (skipped)*"])
     assert attnkata("skip", "--undo", "qk_scores").ret == 0

@@ -186,7 +186,7 @@ def test_pytest_run_with_an_unwritable_state_folder_still_prints_the_ladder(proj
     blocker.write_text("")
     monkeypatch.setenv("ATTNKATA_STATE_DIR", str(blocker / "state"))
     project.copy_level("level0")
-    result, ladder = project.ladder("-k", "level0")
+    result, ladder = project.ladder("-k", "level0", "--attnkata-ladder")
     assert result.ret == 0, result.stdout.str()
     result.stdout.fnmatch_lines(["*attnkata ladder*", "*softmax*ready*", "*progress not saved*"])
     assert sum("progress not saved" in p for p in ladder["problems"]) == 1
