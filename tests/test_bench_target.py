@@ -95,7 +95,13 @@ def test_the_learners_stubs_witness_no_measured_claim(tmp_path, registry, monkey
 
 
 def test_a_naive_target_is_the_code_timed(tmp_path, registry, monkeypatch):
-    run, rows, _ = _bench(tmp_path, registry, NAIVE, monkeypatch)
+    # The 10% clock cross-check can void a timing on a busy machine (CI runs tests in
+    # parallel): a void run proves nothing here, so take the first of three that is not.
+    for attempt in range(3):
+        run, rows, _ = _bench(tmp_path / str(attempt), registry, NAIVE, monkeypatch)
+        if rows[0]["status"] != "void":
+            break
+    tmp_path = tmp_path / str(attempt)
     row = rows[0]
     assert row["status"] == "ok", row["message"]
     # the function timed is the target's file, imported in its worker (not the reference)
