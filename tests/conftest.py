@@ -53,6 +53,7 @@ def statuses(ladder: dict, level: int | None = None) -> dict[str, str]:
 @pytest.fixture
 def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Project:
     monkeypatch.delenv("ATTNKATA_STATE_DIR", raising=False)
+    monkeypatch.delenv("CI", raising=False)  # a learner's terminal: pytest truncates its summary
     monkeypatch.setenv("NO_COLOR", "1")
     monkeypatch.setenv("COLUMNS", "160")
     return Project(pytester)
