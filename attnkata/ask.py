@@ -389,14 +389,24 @@ def copy(text: str) -> str:
             "select the text above instead")
 
 
-def cmd_ask(args: Any, pm: Any, registry: Any) -> int:
+def resolve_or_say(registry: Any, args: Any, command: str) -> tuple[Any, Any]:
+    """``(object, state)`` for a command's OBJECT argument, or ``(None, state)`` after
+    saying on stderr why it names nothing."""
     import sys
 
     state = State.load(args.root)
     try:
-        obj = resolve(registry, args.object, state)
+        return resolve(registry, args.object, state), state
     except AskError as exc:
-        print(wrap(f"attnkata ask: {exc}"), file=sys.stderr)
+        print(wrap(f"attnkata {command}: {exc}"), file=sys.stderr)
+        return None, state
+
+
+def cmd_ask(args: Any, pm: Any, registry: Any) -> int:
+    import sys
+
+    obj, state = resolve_or_say(registry, args, "ask")
+    if obj is None:
         return 2
     text = build_prompt(registry, obj, state, args.root, goal=args.goal, style=args.style)
     print(text)

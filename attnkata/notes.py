@@ -24,7 +24,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from .ask import AskError, Obj, State, describe, kata_file, resolve, wrap
+from .ask import Obj, State, describe, kata_file, resolve_or_say, wrap
 
 # kind -> (title, what the issue form asks for, the resolution a note expects by default)
 KINDS: dict[str, tuple[str, str, str]] = {
@@ -187,11 +187,8 @@ def cmd_note(args: Any, pm: Any, registry: Any) -> int:
     from .cli import outside_course
     from .state import not_saved_reason
 
-    state = State.load(args.root)
-    try:
-        obj = resolve(registry, args.object, state)
-    except AskError as exc:
-        print(wrap(f"attnkata note: {exc}"), file=sys.stderr)
+    obj, state = resolve_or_say(registry, args, "note")
+    if obj is None:
         return 2
     if outside_course(args):
         return 2
