@@ -384,6 +384,10 @@ def build_parser(pm, problems: list | None = None) -> argparse.ArgumentParser:
     add_ask(sub)
     add_note(sub)
 
+    from .watch import add_parser as add_watch
+
+    add_watch(sub)
+
     plugin_commands(pm, sub, problems if problems is not None else [])
     return parser
 
