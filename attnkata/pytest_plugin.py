@@ -13,6 +13,8 @@ pytest's own, no ``.attnkata/``, no collection changes.
 
 from __future__ import annotations
 
+import os
+
 import platform
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -84,6 +86,12 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
 
     TRITON_MODE = ensure_triton_mode()  # before any conftest or kata module can import triton
     early_config.stash[ACTIVE] = why
+    ns = early_config.known_args_namespace
+    controller = getattr(ns, "numprocesses", None) and not os.environ.get("PYTEST_XDIST_WORKER")
+    if not controller and not getattr(ns, "collectonly", False):
+        from .remote import start_early
+
+        start_early()  # the fork server's start-up overlaps with pytest's (Triton's mode is set)
     for name in COURSE_PLUGINS:
         early_config.pluginmanager.import_plugin(name)
 

@@ -716,6 +716,9 @@ class Supervisor:
         if not hasattr(os, "fork") or not hasattr(socket, "send_fds"):
             raise WorkerUnsupported("attnkata runs learner code in a forked worker, which this OS "
                                     "cannot do: use Linux or macOS (on Windows, WSL)")
+        global _EARLY
+        if self.server is None and _EARLY is not None:  # started while pytest was starting
+            self.server, _EARLY = _EARLY, None
         if self.server is not None and self.server.proc.poll() is not None:
             self.server.close()  # learner code killed it: start a fresh one
             self.server = None
@@ -797,6 +800,18 @@ class Supervisor:
         if self.server is not None:
             self.server.close()
             self.server = None
+
+
+_EARLY: ForkServer | None = None
+
+
+def start_early(preload: tuple[str, ...] = ("hypothesis", "attnkata.model")) -> None:
+    """Start the run's fork server now, so its interpreter and imports overlap with
+    pytest's own start-up; the first :class:`Supervisor` adopts it."""
+    global _EARLY
+    if _EARLY is None and hasattr(os, "fork") and hasattr(socket, "send_fds"):
+        _EARLY = ForkServer()
+        _EARLY.preload(preload, wait=False)
 
 
 def _shown(path: Path) -> str:
