@@ -13,6 +13,9 @@ from typing import Any
 
 import numpy as np
 
+# shared with the worker, which must not import this module
+from .wire import changed, is_tensor, snapshot  # noqa: F401
+
 # (rtol, atol) per dtype name: fp32 reference, low precision within a few ulps of it.
 TOLERANCES = {
     "float64": (1e-6, 1e-9),
@@ -26,10 +29,6 @@ TOLERANCES = {
 class Mismatch:
     summary: str
     details: tuple[str, ...] = ()
-
-
-def is_tensor(x: Any) -> bool:
-    return type(x).__module__.startswith("torch") and hasattr(x, "detach")
 
 
 def _as_numpy(x: Any) -> np.ndarray:
@@ -174,32 +173,3 @@ def describe(name: str, args: tuple, kwargs: dict) -> str:
     parts = [describe_value(a) for a in args]
     parts += [f"{k}={describe_value(v)}" for k, v in kwargs.items()]
     return f"{name}({', '.join(parts)})"
-
-
-def snapshot(obj: Any) -> Any:
-    """Copies of every array/tensor inside ``obj`` (tuples, lists, dicts), for ``unchanged``."""
-    if isinstance(obj, np.ndarray):
-        return obj.copy()
-    if is_tensor(obj):
-        return obj.detach().clone()
-    if isinstance(obj, (tuple, list)):
-        return type(obj)(snapshot(o) for o in obj) if isinstance(obj, tuple) else [snapshot(o) for o in obj]
-    if isinstance(obj, dict):
-        return {k: snapshot(v) for k, v in obj.items()}
-    return None
-
-
-def changed(before: Any, after: Any) -> bool:
-    """Whether any array inside ``after`` differs from its ``snapshot`` ``before``."""
-    if isinstance(after, np.ndarray) and isinstance(before, np.ndarray):
-        return not (before.shape == after.shape and np.array_equal(before, after, equal_nan=True))
-    if is_tensor(after) and before is not None:
-        import torch
-        a = after.detach()
-        return not (before.shape == a.shape and bool(torch.equal(before.isnan(), a.isnan()))
-                    and bool(torch.equal(before.nan_to_num(0.0), a.nan_to_num(0.0))))
-    if isinstance(after, (tuple, list)) and isinstance(before, (tuple, list)):
-        return any(changed(b, a) for b, a in zip(before, after))
-    if isinstance(after, dict) and isinstance(before, dict):
-        return any(changed(before.get(k), v) for k, v in after.items())
-    return False

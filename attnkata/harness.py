@@ -23,10 +23,10 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from .compare import Mismatch, changed, compare, describe, snapshot
+from .compare import Mismatch, compare, describe
 from .model import Kata, Misconception
 from .remote import RemoteModule, WorkerGone, probe as _probe
-from .wire import unwritten
+from .wire import mutated, snapshot, unwritten
 
 
 # ---------------------------------------------------------------------------
@@ -143,12 +143,6 @@ def learner_traceback(exc: BaseException, root: Path | None) -> str:
     return "".join(lines).rstrip() + "\n" + head
 
 
-def unwritten_kernel(exc: BaseException) -> bool:
-    """A Triton kernel whose body is still ``raise NotImplementedError`` (see
-    :func:`attnkata.wire.unwritten`)."""
-    return unwritten(exc)
-
-
 def _inside(filename: str, root: Path) -> bool:
     try:
         Path(filename).resolve().relative_to(root)
@@ -210,7 +204,7 @@ class Ctx:
         except (Abort, KataFailure):
             raise
         except Exception as exc:  # learner code is untrusted: any error is feedback
-            if unwritten_kernel(exc):
+            if unwritten(exc):
                 raise NotStarted(f"{what}: the Triton kernel body is still the stub's "
                                  f"NotImplementedError") from None
             tb = learner_traceback(exc, self.target_root).splitlines()
@@ -220,22 +214,21 @@ class Ctx:
 
     def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
         """Call the target's ``name`` guarded, and fail if it mutated its inputs."""
+        if self.remote:
+            return self._finish(name, self._start(name, args, kwargs), describe(name, args, kwargs))
         fn = self.entry(name)
         what = describe(name, args, kwargs)
-        if self.remote:
-            channel = self.target._channel
-            out, where = self.run(lambda: channel.call(("call_watch", None, name, args, kwargs),
-                                                       what), what)
-            mutated = self._param(name, where)
-        else:
-            before = snapshot((args, kwargs))
-            out = self.run(lambda: fn(*args, **kwargs), what)
-            mutated = self._mutated(name, before, args, kwargs)
-        if mutated:
-            raise KataFailure(f"{what} modified its input `{mutated}` in place. Inputs "
+        before = snapshot((args, kwargs))
+        out = self.run(lambda: fn(*args, **kwargs), what)
+        self._refuse_mutation(what, self._param(name, mutated(before, args, kwargs)))
+        return out
+
+    @staticmethod
+    def _refuse_mutation(what: str, param: str | None) -> None:
+        if param:
+            raise KataFailure(f"{what} modified its input `{param}` in place. Inputs "
                               f"belong to the caller: compute into new arrays instead "
                               f"(watch for `x -= ...`, `x[...] = ...`, out= arguments).")
-        return out
 
     def call_soon(self, name: str, *args: Any, **kwargs: Any) -> Callable[[], Any]:
         """Start ``ctx.call(name, ...)`` and return a thunk for its result.
@@ -263,15 +256,11 @@ class Ctx:
     def _finish(self, name: str, pending: Any, what: str) -> Any:
         """The answer to ``_start``'s call, guarded like :meth:`call`."""
         out, where = self.run(pending.result, what)
-        mutated = self._param(name, where)
-        if mutated:
-            raise KataFailure(f"{what} modified its input `{mutated}` in place. Inputs "
-                              f"belong to the caller: compute into new arrays instead "
-                              f"(watch for `x -= ...`, `x[...] = ...`, out= arguments).")
+        self._refuse_mutation(what, self._param(name, where))
         return out
 
     def _param(self, name: str, where: Any) -> str | None:
-        """The parameter name for a position (int) or keyword (str) the worker reported."""
+        """The parameter name for the position (int) or keyword (str) of a changed input."""
         if where is None:
             return None
         if isinstance(where, str):
@@ -289,19 +278,6 @@ class Ctx:
         (a measurement next to the learner's code: see :mod:`attnkata.probes`)."""
         return self.run(lambda: _probe(self.target, module, name, *args, **kwargs),
                         what or name)
-
-    def _mutated(self, name: str, before: Any, args: tuple, kwargs: dict) -> str | None:
-        try:
-            params = list(inspect.signature(getattr(self.ref, name)).parameters)
-        except (TypeError, ValueError, AttributeError):
-            params = []
-        for i, (b, a) in enumerate(zip(before[0], args)):
-            if changed(b, a):
-                return params[i] if i < len(params) else f"argument {i + 1}"
-        for key, value in kwargs.items():
-            if changed(before[1].get(key), value):
-                return key
-        return None
 
     def reference(self, name: str, *args: Any, **kwargs: Any) -> Any:
         args, kwargs = copy.deepcopy((args, kwargs))

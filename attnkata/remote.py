@@ -649,7 +649,6 @@ class RemoteModule:
         self._channel = channel
         self._names = names
         self._label = label
-        self._data: dict[str, Any] = {}
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_") and name not in self._names:

@@ -324,6 +324,59 @@ def loads_safe(data: bytes) -> Any:
 
 
 # ---------------------------------------------------------------------------
+# Inputs before and after a call (used by the worker and by the judge)
+# ---------------------------------------------------------------------------
+
+def is_tensor(x: Any) -> bool:
+    return (type(x).__module__ or "").startswith("torch") and hasattr(x, "detach")
+
+
+def snapshot(obj: Any) -> Any:
+    """Copies of every array/tensor inside ``obj`` (tuples, lists, dicts), for ``changed``."""
+    import numpy as np
+
+    if isinstance(obj, np.ndarray):
+        return obj.copy()
+    if is_tensor(obj):
+        return obj.detach().clone()
+    if isinstance(obj, (tuple, list)):
+        return type(obj)(snapshot(o) for o in obj) if isinstance(obj, tuple) else [snapshot(o) for o in obj]
+    if isinstance(obj, dict):
+        return {k: snapshot(v) for k, v in obj.items()}
+    return None
+
+
+def changed(before: Any, after: Any) -> bool:
+    """Whether any array inside ``after`` differs from its ``snapshot`` ``before``."""
+    import numpy as np
+
+    if isinstance(after, np.ndarray) and isinstance(before, np.ndarray):
+        return not (before.shape == after.shape and np.array_equal(before, after, equal_nan=True))
+    if is_tensor(after) and before is not None:
+        import torch
+        a = after.detach()
+        return not (before.shape == a.shape and bool(torch.equal(before.isnan(), a.isnan()))
+                    and bool(torch.equal(before.nan_to_num(0.0), a.nan_to_num(0.0))))
+    if isinstance(after, (tuple, list)) and isinstance(before, (tuple, list)):
+        return any(changed(b, a) for b, a in zip(before, after))
+    if isinstance(after, dict) and isinstance(before, dict):
+        return any(changed(before.get(k), v) for k, v in after.items())
+    return False
+
+
+def mutated(before: Any, args: tuple, kwargs: dict) -> Any:
+    """The position (int) or keyword (str) of the first input a call changed, or None;
+    ``before`` is ``snapshot((args, kwargs))`` taken before the call."""
+    for i, (b, a) in enumerate(zip(before[0], args)):
+        if changed(b, a):
+            return i
+    for key, value in kwargs.items():
+        if changed(before[1].get(key), value):
+            return key
+    return None
+
+
+# ---------------------------------------------------------------------------
 # Frames on a stream socket: an 8-byte length, then the payload
 # ---------------------------------------------------------------------------
 

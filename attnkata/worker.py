@@ -189,9 +189,9 @@ class Worker:
             _, hid, name, args, kwargs = req
             owner = self.module if hid is None else self.handles[hid]
             fn = owner if name is None else getattr(owner, name)
-            before = _snapshot((args, kwargs))
+            before = wire.snapshot((args, kwargs))
             value = fn(*args, **kwargs)
-            return self.encode(value), _mutated(before, args, kwargs)
+            return self.encode(value), wire.mutated(before, args, kwargs)
         if kind == "op":
             _, hid, op, args = req
             return self.op(self.handles[hid], op, args)
@@ -286,52 +286,6 @@ class _Loader(pickle.Unpickler):
                 obj = getattr(obj, part)
             return obj
         return super().find_class(module, name)
-
-
-def _snapshot(obj: Any) -> Any:
-    """Copies of every array and tensor inside ``obj``, to see later what a call changed."""
-    t = type(obj)
-    if t in (tuple, list):
-        return [_snapshot(o) for o in obj]
-    if t is dict:
-        return {k: _snapshot(v) for k, v in obj.items()}
-    if hasattr(obj, "copy") and type(obj).__name__ == "ndarray":
-        return obj.copy()
-    if type(obj).__module__.startswith("torch") and hasattr(obj, "detach"):
-        return obj.detach().clone()
-    return None
-
-
-def _same(before: Any, after: Any) -> bool:
-    if before is None:
-        return True
-    if isinstance(before, list) and type(after) in (tuple, list):
-        return all(_same(b, a) for b, a in zip(before, after))
-    if isinstance(before, dict) and type(after) is dict:
-        return all(_same(before.get(k), v) for k, v in after.items())
-    if type(before).__name__ == "ndarray":
-        import numpy as np
-
-        return before.shape == after.shape and bool(np.array_equal(before, after, equal_nan=True))
-    try:
-        import torch
-
-        a = after.detach()
-        return before.shape == a.shape and bool(torch.equal(before.isnan(), a.isnan())) and bool(
-            torch.equal(before.nan_to_num(0.0), a.nan_to_num(0.0)))
-    except Exception:
-        return True
-
-
-def _mutated(before: Any, args: tuple, kwargs: dict) -> Any:
-    """The position (int) or keyword (str) of the first input the call changed, or None."""
-    for i, (b, a) in enumerate(zip(before[0], args)):
-        if not _same(b, a):
-            return i
-    for key, value in kwargs.items():
-        if not _same(before[1].get(key), value):
-            return key
-    return None
 
 
 _TRUSTED: dict[str, Any] = {}
