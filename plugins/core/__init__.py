@@ -8,7 +8,8 @@ from pathlib import Path
 from attnkata import Pack, hookimpl
 
 ROOT = Path(__file__).resolve().parents[2]
-LEVEL_MODULES = ("level0", "level1", "level2", "level3", "level4", "level5", "level6", "level7")
+LEVEL_MODULES = ("level0", "level1", "level2", "level3", "level4", "level5", "level6", "level7",
+                 "level8")
 
 
 @hookimpl
