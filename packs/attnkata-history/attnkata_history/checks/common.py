@@ -51,3 +51,22 @@ def _same_structure(got, want) -> bool:
     if isinstance(want, np.ndarray):
         return isinstance(got, np.ndarray) and got.shape == want.shape and got.dtype == want.dtype
     return True
+
+
+def loglog_slope(sizes, values) -> float:
+    """Least-squares slope of log(value) against log(size): 1 is linear growth, 2 quadratic."""
+    x = np.log(np.asarray(sizes, dtype=np.float64))
+    y = np.log(np.maximum(np.asarray(values, dtype=np.float64), 1.0))
+    return float(np.polyfit(x, y, 1)[0])
+
+
+def peak_slope(ctx, name: str, make_args, sizes) -> tuple[float, list[int], str]:
+    """tracemalloc peaks (beyond the output) of the target's ``name(*make_args(n))`` for each
+    size n, measured in the learner's worker; returns (log-log slope, peaks, figures)."""
+    peaks = []
+    for n in sizes:
+        seen = ctx.probe("attnkata.probes", "peak_call", name, make_args(n),
+                         what=f"{name} at N = {n} under tracemalloc")
+        peaks.append(max(seen["peak"] - seen["out_bytes"], 1))
+    figures = ", ".join(f"N={n}: {p / 2**20:.2f} MiB" for n, p in zip(sizes, peaks))
+    return loglog_slope(sizes, peaks), peaks, figures
