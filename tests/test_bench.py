@@ -182,12 +182,12 @@ def test_cuda_event_timer_adapts_its_repetitions(monkeypatch):
     monkeypatch.setattr(torch.cuda, "Event", Event)
     monkeypatch.setattr(torch.cuda, "synchronize", lambda: None)
     calls = {"fn": 0, "setup": 0}
-    timer = CudaEventTimer(warmup_ms=25, rep_ms=100, min_flush_bytes=4096, device="cpu")
+    timer = CudaEventTimer(warmup_ms=25, rep_ms=100, min_flush_bytes=4096, device="cpu", graph_below_ms=0)
     timing = timer(lambda: calls.__setitem__("fn", calls["fn"] + 1),
                    lambda: calls.__setitem__("setup", calls["setup"] + 1), {})
     assert timing == Timing(0.5, 0.5, 0.5, 200)  # 100 ms of 0.5 ms calls
     assert calls == {"fn": 1 + 5 + 50 + 200, "setup": 1 + 5 + 50 + 200}  # compile, estimate, warm-up, timed
-    assert CudaEventTimer(rep_ms=1, cold_l2=False, device="cpu")(lambda: None, None, {}).n == 10  # min_reps
+    assert CudaEventTimer(rep_ms=1, cold_l2=False, device="cpu", graph_below_ms=0)(lambda: None, None, {}).n == 10
 
 
 # -- the CUDA path, faked --------------------------------------------------------
@@ -256,7 +256,9 @@ def test_fake_run_writes_a_valid_envelope_and_plots(fake_run):
     assert env["peak"]["name"] == "H100 SXM" and env["seed"] == 0 and env["dtype"] == "fp16"
     backends = {r["sdpa_backend"] for r in saved["rows"] if r["candidate"].startswith("sdpa")}
     assert backends >= {"FLASH_ATTENTION", "MATH"}
-    assert all(Path(p).exists() for p in saved["files"]["plots"]) and len(saved["files"]["plots"]) == 3
+    plots = saved["files"]["plots"]
+    assert all(Path(p).exists() for p in plots) and len(plots) == 4  # the targets, and one per kind
+    assert plots[0].endswith("-targets.png")
 
 
 def test_fake_run_measured_claims_carry_the_environment(fake_run):

@@ -1,9 +1,13 @@
 """What the bench times: the sweep of shapes, their inputs, and the candidates per shape.
 
-Three kinds of kernel, one contract each (shared/KATAS.md, levels 5 and 6):
+Three kinds of kernel, one contract each (shared/KATAS.md, levels 5 and 6), and one pair:
 
 * ``flash_fwd`` -- ``f(q, k, v, causal) -> (o, lse)``; ``q`` ``[B, H_q, N, d]``;
 * ``flash_bwd`` -- ``f(q, k, v, o, lse, do, causal) -> (dq, dk, dv)``;
+* ``flash_fwdbwd`` -- the forward then the backward, as training runs them: the reference
+  kernels one after the other, SDPA's forward and its autograd backward (one call each);
+  judged on ``(dq, dk, dv)``, counted as 3.5x the forward's FLOPs (FlashAttention-2's
+  convention: the backward is 2.5x);
 * ``paged_decode`` -- ``f(q, k_pages, v_pages, block_tables, seq_lens) -> o``; ``q`` ``[S, H_q, d]``.
 
 Candidates at every shape: the target's kernel (the learner's kata), the reference
@@ -13,7 +17,9 @@ why instead of timing.  The flash sweep follows the FlashAttention papers: 16k t
 batch (``B = 16384 / N``) and model width 2048 (``H = 2048 / d``), no GQA by default, so
 that every SDPA backend computes the same thing (with ``gqa > 1`` SDPA gets
 ``enable_gqa``).  Paged decode uses GQA (32 query heads over 8 KV heads), ``S``
-sequences of ``N`` tokens each in shuffled pages.
+sequences of ``N`` tokens each in shuffled pages.  Its SDPA rows are a *dense upper bound,
+no paging*: SDPA gets K/V already contiguous, gathered from the pages outside the timed
+region (``sdpa_*``); ``sdpa_gather`` times the gather too, then lets torch pick a backend.
 """
 
 from __future__ import annotations
@@ -23,15 +29,21 @@ import warnings
 from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
-KINDS = ("flash_fwd", "flash_bwd", "paged_decode")
+KINDS = ("flash_fwd", "flash_bwd", "flash_fwdbwd", "paged_decode")
 SDPA_BACKENDS = ("FLASH_ATTENTION", "EFFICIENT_ATTENTION", "CUDNN_ATTENTION", "MATH")
 SDPA_NAMES = {"FLASH_ATTENTION": "sdpa_flash", "EFFICIENT_ATTENTION": "sdpa_efficient",
               "CUDNN_ATTENTION": "sdpa_cudnn", "MATH": "sdpa_math"}
-BASELINES = ("reference", *SDPA_NAMES.values())
+BASELINES = ("reference", *SDPA_NAMES.values(), "sdpa_gather")
+DENSE_LABEL = ("dense upper bound, no paging: SDPA reads K/V already contiguous; their gather from "
+               "the pages is excluded from the timed region")
+GATHER_LABEL = ("paging through a gather: K/V gathered from the pages inside the timed region, then "
+                "dense SDPA (torch's own backend choice)")
 REFERENCE = {"flash_fwd": "attnkata_kernels.flash_fwd.flash_fwd",
              "flash_bwd": "attnkata_kernels.flash_bwd.flash_bwd",
+             "flash_fwdbwd": "attnkata_kernels.flash_fwd.flash_fwd + attnkata_kernels.flash_bwd.flash_bwd",
              "paged_decode": "attnkata_kernels.paged_decode.paged_decode"}
-OUTPUT_NAMES = {"flash_fwd": ("o", "lse"), "flash_bwd": ("dq", "dk", "dv"), "paged_decode": ("o",)}
+OUTPUT_NAMES = {"flash_fwd": ("o", "lse"), "flash_bwd": ("dq", "dk", "dv"), "flash_fwdbwd": ("dq", "dk", "dv"),
+                "paged_decode": ("o",)}
 DTYPES = ("fp16", "bf16", "fp32")
 MATH_LIMIT_BYTES = 4 * 2**30  # the math backend materialises B*H*N*N float32 scores
 
@@ -52,11 +64,11 @@ class Case:
 
     @property
     def flops(self) -> int:
-        """Forward ``4 B H N^2 d`` (halved when causal), backward 2.5x; decode ``4 S H_q N d``."""
+        """Forward ``4 B H N^2 d`` (halved when causal), backward 2.5x, both 3.5x; decode ``4 S H_q N d``."""
         if self.kind == "paged_decode":
             return 4 * self.B * self.H_q * self.N * self.d
         fwd = flash_flops(self.B, self.H_q, self.N, self.d, self.causal)
-        return int(2.5 * fwd) if self.kind == "flash_bwd" else fwd
+        return {"flash_bwd": int(2.5 * fwd), "flash_fwdbwd": int(3.5 * fwd)}.get(self.kind, fwd)
 
     @property
     def kv_bytes(self) -> int:
@@ -108,6 +120,28 @@ def sweep(kinds=KINDS, sizes=(512, 1024, 2048, 4096, 8192, 16384), head_dims=(64
     return cases
 
 
+QUICK_BUDGET_S = 270.0  # ``--quick``: shapes not started by then are skipped (5 minutes with start-up)
+
+
+def quick_cases(kinds=KINDS, tokens: int = 16384, width: int = 2048, decode_batch: int = 32,
+                decode_heads: tuple[int, int] = (32, 8), page_size: int = 16) -> list[Case]:
+    """``attnkata bench --quick``: bf16, d = 128 -- the forward (causal and not) and paged decode
+    at 1k and 4k tokens, and one forward + backward (N = 4096, not causal).  The 4k shapes
+    (where the targets are set) come first, so a run cut short by its budget keeps them."""
+    d, dtype = 128, "bf16"
+    H = width // d
+
+    def flash(kind: str, N: int, causal: bool) -> Case:
+        return Case(kind, dtype, max(1, tokens // N), H, H, N, d, causal)
+
+    def decode(N: int) -> Case:
+        return Case("paged_decode", dtype, decode_batch, decode_heads[0], decode_heads[1], N, d, False, page_size)
+
+    order = [flash("flash_fwd", 4096, False), flash("flash_fwd", 4096, True), flash("flash_fwdbwd", 4096, False),
+             decode(4096), flash("flash_fwd", 1024, False), flash("flash_fwd", 1024, True), decode(1024)]
+    return [c for c in order if c.kind in kinds]
+
+
 # -- inputs and the truth ------------------------------------------------------
 
 def make_inputs(case: Case, device: Any, seed: int) -> dict[str, Any]:
@@ -134,7 +168,7 @@ def make_inputs(case: Case, device: Any, seed: int) -> dict[str, Any]:
     k = randn(case.B, case.H_kv, case.N, case.d)
     v = randn(case.B, case.H_kv, case.N, case.d)
     inputs = {"q": q, "k": k, "v": v}
-    if case.kind == "flash_bwd":
+    if case.kind in ("flash_bwd", "flash_fwdbwd"):
         inputs["do"] = randn(case.B, case.H_q, case.N, case.d)
     return inputs
 
@@ -157,7 +191,8 @@ def truth(case: Case, inputs: dict[str, Any]) -> tuple[tuple, tuple]:
     The truth is float32 for fp16/bf16 kernels and float64 for fp32 ones, so that the
     kernel's dtype always drifts measurably from it.
 
-    For ``flash_bwd`` it also completes the inputs with the forward's ``o`` and ``lse``.
+    For ``flash_bwd`` (and ``flash_fwdbwd``) it also completes the inputs with the forward's
+    ``o`` and ``lse``.
     """
     import torch
 
@@ -214,6 +249,7 @@ class Candidate:
     prepare: Callable[[Case, dict], Prepared]
     sdpa_backend: str | None = None
     autotuned: tuple[tuple[str, Any], ...] = ()   # (name, triton autotuner): chosen configs recorded
+    label: str = ""                               # what the row stands for, when its name does not say
 
 
 class Unsupported(Exception):
@@ -226,6 +262,8 @@ def kernel_args(kind: str, case: Case, x: dict) -> tuple[tuple, dict]:
         return (x["q"], x["k"], x["v"]), {"causal": case.causal}
     if kind == "flash_bwd":
         return (x["q"], x["k"], x["v"], x["o"], x["lse"], x["do"]), {"causal": case.causal}
+    if kind == "flash_fwdbwd":
+        raise Unsupported("forward + backward is timed for the reference kernels and SDPA only")
     return (x["q"], x["k_pages"], x["v_pages"], x["block_tables"], x["seq_lens"]), {}
 
 
@@ -255,9 +293,29 @@ def remote_candidate(name: str, kind: str, kernel: Any, flush_bytes: int = 0) ->
 def reference_candidate(kind: str) -> Candidate:
     import importlib
 
+    if kind == "flash_fwdbwd":
+        return fwdbwd_reference()
     module_name, fn_name = REFERENCE[kind].rsplit(".", 1)
     module = importlib.import_module(module_name)
     return kernel_candidate("reference", REFERENCE[kind], kind, getattr(module, fn_name), autotuners(module))
+
+
+def fwdbwd_reference() -> Candidate:
+    """The reference forward then the reference backward on its ``o`` and ``lse``, one call."""
+    from attnkata_kernels import flash_bwd as bwd_module
+    from attnkata_kernels import flash_fwd as fwd_module
+
+    def prepare(case: Case, x: dict) -> Prepared:
+        q, k, v, do = x["q"], x["k"], x["v"], x["do"]
+
+        def run():
+            o, lse = fwd_module.flash_fwd(q, k, v, causal=case.causal)
+            return bwd_module.flash_bwd(q, k, v, o, lse, do, causal=case.causal)
+
+        return Prepared(run)
+
+    return Candidate("reference", REFERENCE["flash_fwdbwd"], prepare,
+                     autotuned=autotuners(fwd_module) + autotuners(bwd_module))
 
 
 def autotuners(module: Any) -> tuple[tuple[str, Any], ...]:
@@ -303,15 +361,21 @@ def sdpa_candidate(kind: str, backend: str) -> Candidate:
         if case.kind == "flash_fwd":
             return Prepared(lambda: call(x["q"], x["k"], x["v"], case.causal))
         if case.kind == "paged_decode":
-            k, v = contiguous_kv(x)
+            k, v = contiguous_kv(x)  # outside the timed region: a dense upper bound, no paging
             q = x["q"].unsqueeze(2)
             return Prepared(lambda: call(q, k, v, False), outputs=lambda o: (o.squeeze(2),))
         q, k, v = (x[n].detach().clone().requires_grad_() for n in ("q", "k", "v"))
-        o = call(q, k, v, case.causal)
         do = x["do"]
 
         def clear():
             q.grad = k.grad = v.grad = None
+
+        if case.kind == "flash_fwdbwd":
+            def both():
+                call(q, k, v, case.causal).backward(do)
+
+            return Prepared(both, setup=clear, outputs=lambda _: (q.grad, k.grad, v.grad))
+        o = call(q, k, v, case.causal)
 
         def backward():
             o.backward(do, retain_graph=True)
@@ -319,7 +383,25 @@ def sdpa_candidate(kind: str, backend: str) -> Candidate:
         return Prepared(backward, setup=clear, outputs=lambda _: (q.grad, k.grad, v.grad))
 
     return Candidate(SDPA_NAMES[backend], f"torch.nn.functional.scaled_dot_product_attention[{backend}]",
-                     prepare, sdpa_backend=backend)
+                     prepare, sdpa_backend=backend, label=DENSE_LABEL if kind == "paged_decode" else "")
+
+
+def gather_candidate() -> Candidate:
+    """Paged decode the plain way: gather K/V from the pages (timed), then dense SDPA."""
+    import torch.nn.functional as F
+
+    def prepare(case: Case, x: dict) -> Prepared:
+        q = x["q"].unsqueeze(2)
+        gqa = {"enable_gqa": True} if case.H_q != case.H_kv else {}
+
+        def run():
+            k, v = contiguous_kv(x)
+            return F.scaled_dot_product_attention(q, k, v, **gqa)
+
+        return Prepared(run, outputs=lambda o: (o.squeeze(2),))
+
+    return Candidate("sdpa_gather", "K/V gather from pages + torch.nn.functional.scaled_dot_product_attention",
+                     prepare, sdpa_backend="default (torch's choice)", label=GATHER_LABEL)
 
 
 def baseline_candidates(kind: str) -> list[Candidate]:
@@ -328,6 +410,8 @@ def baseline_candidates(kind: str) -> list[Candidate]:
 
     out = [reference_candidate(kind)]
     out += [sdpa_candidate(kind, b) for b in SDPA_BACKENDS if hasattr(SDPBackend, b)]
+    if kind == "paged_decode":
+        out.append(gather_candidate())
     return out
 
 

@@ -17,6 +17,12 @@ NO_GPU_EXPLAINED = ("no GPU: correctness only — CUDA is not available, so the 
                     "(by pytest, on Triton's interpreter) but not timed. Timing the CPU katas instead "
                     "(level 4: the target's tiled attention against naive attention).")
 TILED_KATA = "tiled_attention"
+QUICK_NEEDS_GPU = ("attnkata bench --quick needs a CUDA GPU, and there is none here: it times the reference "
+                   "Triton kernels against torch's SDPA backends on the GPU (the H100 targets), which a CPU "
+                   "cannot stand in for. Without a GPU, `attnkata bench` times no GPU kernel (pytest checks "
+                   "the Triton kernels on Triton's interpreter, for correctness only) and times the CPU kata instead (level 4: the target's tiled attention against naive "
+                   "attention, a CPU toy figure); that is what runs below. Exit status 3: no GPU figure was "
+                   "measured, and every target stays unmeasured.")
 
 
 def run_cpu(opts: Any, out_dir: Path, stamp: str, target: Any, echo: Callable[[str], Any], *,
@@ -56,7 +62,10 @@ def run_cpu(opts: Any, out_dir: Path, stamp: str, target: Any, echo: Callable[[s
     for note in notes:
         echo(note)
     claims = cpu_claims(result, env, notes)
-    data = res.envelope("cpu", env, [], [], claims, notes, message=NO_GPU, extra={"cpu": result})
+    from .targets import unmeasured
+
+    data = res.envelope("cpu", env, [], [], claims, notes, message=NO_GPU,
+                        extra={"cpu": result, "targets": unmeasured("no GPU in this run")})
     path = res.save(data, Path(out_dir), stamp)
     echo(f"attnkata bench: wrote {path}")
     return BenchRun(data, path, claims, [], renderables)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from .cases import KINDS, Case
+from .cases import KINDS, QUICK_BUDGET_S, Case
 
 CAUSAL_MODES = {"both": (False, True), "no": (False,), "yes": (True,)}
 
@@ -46,7 +46,10 @@ OPTIONS: tuple[tuple[str, dict], ...] = (
     ("decode-batch", dict(dest="attnkata_bench_decode_batch", type=int, default=32, metavar="S",
                           help="sequences per paged-decode call (32 query heads over 8 KV heads)")),
     ("quick", dict(dest="attnkata_bench_quick", action="store_true", default=False,
-                   help="a short sweep: N 1024 and 4096, d 128, bf16")),
+                   help="one run of at most 5 minutes on one GPU: bf16, d 128, the forward (causal and "
+                        "not) and paged decode at 1k and 4k tokens, one forward+backward at 4k; the "
+                        "H100 targets table, JSON and a PNG plot (needs CUDA: without it, says so, "
+                        "times the CPU kata as `attnkata bench` does, and exits 3)")),
     ("warm-l2", dict(dest="attnkata_bench_warm_l2", action="store_true", default=False,
                      help="keep L2 warm between calls (default: flush it, as inside a model)")),
     ("rep-ms", dict(dest="attnkata_bench_rep_ms", type=float, default=100.0, metavar="MS",
@@ -89,6 +92,8 @@ class BenchOptions:
     plot: bool = True
     cpu_sizes: tuple[int, ...] = (256, 512, 1024, 2048)
     cpu_repeat: int = 5
+    quick: bool = False
+    budget_s: float | None = None   # shapes not started within this many seconds are skipped
 
     @classmethod
     def from_namespace(cls, ns: Any, seed: int = 0) -> "BenchOptions":
@@ -108,10 +113,13 @@ class BenchOptions:
                    gqa=get("gqa"), decode_batch=get("decode_batch"), cold_l2=not get("warm_l2"),
                    rep_ms=get("rep_ms"), warmup_ms=get("warmup_ms"), seed=seed,
                    out=Path(get("out")) if get("out") else None, plot=not get("no_plot"),
-                   cpu_sizes=_ints(get("cpu_sizes")), cpu_repeat=get("cpu_repeat"))
+                   cpu_sizes=_ints(get("cpu_sizes")), cpu_repeat=get("cpu_repeat"), quick=bool(quick),
+                   budget_s=QUICK_BUDGET_S if quick else None)
 
     def cases(self) -> list[Case]:
-        from .cases import sweep
+        from .cases import quick_cases, sweep
 
+        if self.quick:
+            return quick_cases(self.kinds, tokens=self.tokens, width=self.width, decode_batch=self.decode_batch)
         return sweep(self.kinds, self.sizes, self.head_dims, self.dtypes, self.causal, tokens=self.tokens,
                      width=self.width, gqa=self.gqa, decode_batch=self.decode_batch)

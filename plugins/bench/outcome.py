@@ -12,16 +12,20 @@ NO_GPU = "no GPU: correctness only"
 class BenchRun:
     """What a bench run leaves: the JSON document, its files, its claims and what to print.
 
-        ``exit_code`` is 1 when the target's kernel gave a wrong answer or crashed (either path)."""
+        ``exit_code`` is 1 when the target's kernel gave a wrong answer or crashed (either path),
+        3 when the run asked for needs a GPU and there is none (``--quick``)."""
 
     data: dict
     json_path: Path
     claims: list = field(default_factory=list)
     plots: list[Path] = field(default_factory=list)
     renderables: list = field(default_factory=list)
+    refused: str = ""   # why the run asked for could not happen (``--quick`` without CUDA): exit 3
 
     @property
     def exit_code(self) -> int:
+        if self.refused:
+            return 3
         bad = [r for r in self.data.get("rows", []) if r["candidate"] == "target"
                and r["status"] in ("incorrect", "error")]
         cpu = self.data.get("cpu")

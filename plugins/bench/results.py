@@ -24,12 +24,12 @@ BENCH_SCHEMA = "attnkata.bench/1"
 OK = "ok"
 GPU_ENV_KEYS = ("gpu", "form_factor", "driver", "cuda", "torch", "triton", "cudnn", "dtype", "shapes", "seed")
 CPU_ENV_KEYS = ("cpu", "torch", "numpy", "dtype", "shapes")
-SOURCES = {"flash_fwd": "dao-2023", "flash_bwd": "dao-2023", "paged_decode": "kwon-2023-paged"}
+SOURCES = {"flash_fwd": "dao-2023", "flash_bwd": "dao-2023", "flash_fwdbwd": "dao-2023",
+           "paged_decode": "kwon-2023-paged"}
 TITLES = {"flash_fwd": "flash attention forward", "flash_bwd": "flash attention backward",
-          "paged_decode": "paged-KV decode"}
+          "flash_fwdbwd": "flash attention forward + backward", "paged_decode": "paged-KV decode"}
 NOT_CLAIMED = ("valid only on this GPU, driver and these torch/triton versions, at these shapes and "
                "dtype; no end-to-end model or serving speed")
-HEADLINE = {"kind": "flash_fwd", "dtype": "bf16", "d": 128, "N": 4096}  # DESIGN.md's performance promise
 
 
 class MeasuredClaimRefused(ValueError):
@@ -63,7 +63,9 @@ def add_metrics(rows: list[dict], peaks: dict[str, float | None], peak_gbps: flo
         else:
             peak = peaks.get(row["dtype"])
             row["pct_peak"] = 100 * row["tflops"] / peak if peak else None
-            row["peak_basis"] = f"dense {row['dtype']} {peak:g} TFLOP/s" if peak else "unknown peak"
+            what = "FP32 (CUDA cores; fp32 kernels here use IEEE fp32, not TF32)" if row["dtype"] == "fp32" \
+                else f"dense {row['dtype']} tensor-core"
+            row["peak_basis"] = f"{what} {peak:g} TFLOP/s" if peak else "unknown peak"
     by_case: dict[tuple, dict[str, dict]] = {}
     for row in rows:
         if row["status"] == OK:
@@ -123,7 +125,7 @@ def measured_claim(claim_id: str, text: str, source: str, environment: dict | No
 def claim_environment(env: dict, dtype: str, shapes: str) -> dict:
     """The pinned environment a claim carries (a compact subset of the run's)."""
     keep = ("gpu", "form_factor", "driver", "cuda", "torch", "triton", "cudnn", "cpu", "numpy", "l2",
-            "seed", "target")
+            "seed", "target", "clocks", "clocks_sampled", "sdpa")
     cpu_only = env.get("gpu", "none") == "none"  # then gpu/cuda/cudnn "none" say nothing
     out = {k: env[k] for k in keep if k in env and not (cpu_only and env[k] == "none")}
     out.update(dtype=dtype, shapes=shapes, measured=env.get("created", now())[:10])
@@ -155,28 +157,7 @@ def gpu_claims(summary: list[dict], rows: list[dict], env: dict, katas: dict[str
             f"bench-{s['kind']}-{s['candidate']}-{s['dtype']}", text, SOURCES[s["kind"]],
             claim_environment(env, s["dtype"], shapes), evidence=[f"attnkata bench: {s['impl']}"],
             kata=katas.get(s["kind"], "") if s["candidate"] == "target" else ""))
-    claims += headline_claims(rows, env)
     return claims
-
-
-def headline_claims(rows: list[dict], env: dict) -> list[ClaimRow]:
-    """DESIGN.md's promise: the reference forward at least as fast as SDPA's flash backend."""
-    out = []
-    for row in rows:
-        shape = row["shape"]
-        if (row["candidate"] != "reference" or row["status"] != OK or row["kind"] != HEADLINE["kind"]
-                or row["dtype"] != HEADLINE["dtype"] or shape["d"] != HEADLINE["d"] or shape["N"] != HEADLINE["N"]
-                or "sdpa_flash" not in row.get("speedup", {})):
-            continue
-        x = row["speedup"]["sdpa_flash"]
-        mask = "causal" if shape["causal"] else "non-causal"
-        text = (f"reference flash forward vs torch SDPA flash backend at bf16, d=128, N=4096 ({mask}): "
-                f"{x:.2f}x ({row['tflops']:.0f} TFLOP/s); promise >= 1x {'met' if x >= 1 else 'NOT met'}")
-        out.append(measured_claim(f"bench-headline-flash_fwd-{mask}", text, "dao-2023",
-                                  claim_environment(env, "bf16", f"B={shape['B']} H={shape['H_q']} N=4096 d=128 "
-                                                                 f"{mask}"),
-                                  evidence=["attnkata bench: reference vs sdpa_flash"]))
-    return out
 
 
 def shapes_summary(rows: list[dict]) -> str:
@@ -232,6 +213,10 @@ def validate_envelope(data: Any) -> list[str]:
             missing.append("sdpa_backend")
         if missing:
             problems.append(f"row {i}: lacks {missing}")
+    for i, target in enumerate(data.get("targets") or []):
+        missing = [k for k in ("id", "goal", "verdict") if k not in target]
+        if missing or (target.get("verdict") == "unmeasured" and not target.get("why")):
+            problems.append(f"target {i}: lacks {missing or ['why']}")
     for claim in data.get("claims", []):
         if claim.get("scope") == "measured" and not claim.get("environment"):
             problems.append(f"claim {claim.get('id')!r} is measured without an environment")
@@ -284,7 +269,8 @@ def summary_table(data: dict) -> Table:
                         f"geometric means across shapes", title_justify="left")
     baselines = [b for b in BASELINES if any(b in s["speedup"] for s in data["summary"])]
     for col in ("kernel", "dtype", "candidate", "shapes ok", "geomean", "% peak", *[f"x {b}" for b in baselines]):
-        table.add_column(col, no_wrap=True, justify="right" if col not in ("kernel", "dtype", "candidate") else "left")
+        table.add_column(col, overflow="fold",  # wrapped, never cropped, at 80 columns
+                         justify="right" if col not in ("kernel", "dtype", "candidate") else "left")
     for s in data["summary"]:
         status = f"{s['shapes_ok']}/{s['shapes']}"
         if not s["shapes_ok"]:
@@ -315,4 +301,20 @@ def notes_text(data: dict, limit: int = 12) -> Text:
                     style=style)
     for note in data.get("notes", []):
         text.append(f"{note}\n", style="dim")
+    for warning in spread_warnings(data["rows"]):
+        text.append(f"⚠ {warning}\n", style="yellow")
     return text
+
+
+def spread_warnings(rows: list[dict]) -> list[str]:
+    """One line per timed row whose p80/p20 exceeds the limit (:data:`~.timing.SPREAD_WARN`)."""
+    from .timing import spread_warning
+
+    out = []
+    for row in rows:
+        warning = spread_warning(row.get("ms")) if row["status"] == OK else None
+        if warning:
+            s = row["shape"]
+            out.append(f"{row['kind']} {row['candidate']} N={s['N']} d={s['d']}"
+                       f"{' causal' if s.get('causal') else ''}: {warning}")
+    return out

@@ -125,9 +125,12 @@ def _free(device: Any) -> None:
 
 def base_row(case: Case, candidate: Candidate) -> dict[str, Any]:
     shape = {k: v for k, v in case.as_dict().items() if k not in ("kind", "dtype")}
-    return {"kind": case.kind, "candidate": candidate.name, "impl": candidate.impl,
-            "sdpa_backend": candidate.sdpa_backend, "dtype": case.dtype, "shape": shape,
-            "flops": case.flops, "bytes": case.kv_bytes, "status": "ok", "message": ""}
+    row = {"kind": case.kind, "candidate": candidate.name, "impl": candidate.impl,
+           "sdpa_backend": candidate.sdpa_backend, "dtype": case.dtype, "shape": shape,
+           "flops": case.flops, "bytes": case.kv_bytes, "status": "ok", "message": ""}
+    if candidate.label:
+        row["label"] = candidate.label
+    return row
 
 
 def measure(case: Case, candidate: Candidate, inputs: dict, exact: tuple, drift: tuple,
@@ -183,12 +186,23 @@ def _first_line(exc: BaseException) -> str:
 
 
 def run_sweep(cases: list[Case], candidates: dict[str, list[Candidate]], *, timer: Callable, device: Any,
-              seed: int, echo: Callable[[str], Any]) -> list[dict]:
-    """Every candidate at every case, in order; fresh inputs per case from ``seed``."""
+              seed: int, echo: Callable[[str], Any], budget_s: float | None = None,
+              clock: Callable[[], float] = time.monotonic) -> list[dict]:
+    """Every candidate at every case, in order; fresh inputs per case from ``seed``.
+
+    With ``budget_s``, a case not started within that many seconds is skipped (each of its
+    rows says so): ``--quick`` stays within its 5 minutes."""
     from .cases import make_inputs, truth
 
     rows = []
+    start = clock()
     for i, case in enumerate(cases):
+        if budget_s is not None and clock() - start > budget_s:
+            message = f"skipped: the time budget ({budget_s:g} s) ran out before this shape"
+            rows += [base_row(case, c) | {"status": "skipped", "message": message}
+                     for c in candidates.get(case.kind, [])]
+            echo(f"  {case.label()}: {message}")
+            continue
         try:
             inputs = make_inputs(case, device, seed + i)
             exact, drift = truth(case, inputs)
@@ -236,9 +250,14 @@ def run_bench(opts: BenchOptions, *, registry: Any, target: Any, learner_root: P
 
     with LearnerKernels(registry, target, learner_root, rootdir, worker_config) as kernels:
         if gpu is None and not torch.cuda.is_available():
-            from .cpu_path import run_cpu
+            from .cpu_path import QUICK_NEEDS_GPU, run_cpu
 
-            return run_cpu(opts, out_dir, stamp, target, echo, registry=registry, kernels=kernels)
+            if opts.quick:
+                echo(QUICK_NEEDS_GPU)
+            run = run_cpu(opts, out_dir, stamp, target, echo, registry=registry, kernels=kernels)
+            if opts.quick:
+                run.refused = QUICK_NEEDS_GPU
+            return run
         return _run_gpu(opts, registry, target, kernels, out_dir, stamp, echo, gpu, timer, device)
 
 
@@ -249,31 +268,50 @@ def _run_gpu(opts: BenchOptions, registry: Any, target: Any, kernels: Any, out_d
     from .env import describe_device, environment
     from .timing import CudaEventTimer
 
+    from .env import clocks as read_clocks
+    from .env import sdpa_info
+    from .targets import evaluate, target_claims, targets_table
+
     gpu = gpu or describe_device()
     device = device or "cuda"
+    on_cuda = str(device).startswith("cuda")
+    sampled = {"before": read_clocks().get("sampled", {}) if on_cuda else "not sampled (no CUDA)"}
     timer = timer or CudaEventTimer(cold_l2=opts.cold_l2, warmup_ms=opts.warmup_ms, rep_ms=opts.rep_ms,
                                     l2_bytes=gpu.l2_bytes)
     cases = opts.cases()
     flush = max(2 * gpu.l2_bytes, 256 * 2**20) if opts.cold_l2 else 0
     mine, katas, notes = target_kernels(registry, target, kernels, flush)
     candidates = {kind: ([mine[kind]] if kind in mine else []) + baseline_candidates(kind) for kind in opts.kinds}
-    env = environment(gpu, created=res.now(), dtype=",".join(opts.dtypes), dtypes=list(opts.dtypes),
-                      shapes=f"N {','.join(map(str, opts.sizes))}; d {','.join(map(str, opts.head_dims))}; "
-                             f"causal {'/'.join(map(str, opts.causal))}; kinds {','.join(opts.kinds)}",
+    dtypes = sorted({c.dtype for c in cases}) or list(opts.dtypes)
+    shapes = ("quick: " + "; ".join(c.label() for c in cases) if opts.quick else
+              f"N {','.join(map(str, opts.sizes))}; d {','.join(map(str, opts.head_dims))}; "
+              f"causal {'/'.join(map(str, opts.causal))}; kinds {','.join(opts.kinds)}")
+    env = environment(gpu, created=res.now(), dtype=",".join(dtypes), dtypes=dtypes, shapes=shapes,
+                      sdpa=sdpa_info() if on_cuda else sdpa_info(probe=lambda b: "not probed (tensors on CPU)"),
+                      clocks_sampled=sampled, quick=opts.quick,
                       cases=[c.as_dict() for c in cases], seed=opts.seed, target=target.name,
                       sdpa_backend="pinned per row (sdpa_kernel)", autotune="per row (reference kernels)",
                       target_timer=TARGET_TIMER,
                       **getattr(timer, "describe", lambda: {"timer": "injected"})())
     echo(f"attnkata bench: {gpu.name} ({gpu.form_factor}), {len(cases)} shapes x "
          f"{max(len(c) for c in candidates.values())} candidates; target={target.name}")
-    rows = run_sweep(cases, candidates, timer=timer, device=device, seed=opts.seed, echo=echo)
-    res.add_metrics(rows, {dt: gpu.peak_tflops(dt) for dt in opts.dtypes}, gpu.peak_gbps())
+    rows = run_sweep(cases, candidates, timer=timer, device=device, seed=opts.seed, echo=echo,
+                     budget_s=opts.budget_s)
+    if on_cuda:
+        sampled["after"] = read_clocks().get("sampled", {})
+    res.add_metrics(rows, {dt: gpu.peak_tflops(dt) for dt in dtypes}, gpu.peak_gbps())
     summary = res.summarise(rows)
     claims = res.gpu_claims(summary, rows, env, katas)
+    targets = evaluate(rows, env)
+    claims += target_claims(targets, env)
     if gpu.peak is None:
         notes.append(f"unknown peak: {gpu.name!r} is not in the peak table, so no % of peak")
-    data = res.envelope("cuda", env, rows, summary, claims, notes)
-    return _finish(data, claims, out_dir, stamp, opts, echo)
+    data = res.envelope("cuda", env, rows, summary, claims, notes, extra={"targets": targets})
+    run = _finish(data, claims, out_dir, stamp, opts, echo)
+    width = 80
+    run.renderables = ([targets_table(data, width)] if opts.quick else
+                       [res.summary_table(data), targets_table(data, width)]) + [res.notes_text(data)]
+    return run
 
 
 def _finish(data: dict, claims: list, out_dir: Path, stamp: str, opts: BenchOptions,
@@ -283,7 +321,7 @@ def _finish(data: dict, claims: list, out_dir: Path, stamp: str, opts: BenchOpti
 
     plots: list[Path] = []
     if opts.plot and data["rows"]:
-        plots, message = plot(data, out_dir, stamp)
+        plots, message = plot(data, out_dir, stamp, kinds=not opts.quick)
         if message:
             echo(message)
             data["notes"].append(message)
