@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import textwrap
 from pathlib import Path
@@ -39,8 +40,8 @@ def find_root(start: Path | None = None) -> Path:
 
 def warn(text: str, width: int = 80) -> None:
     """One warning on stderr, wrapped to ``width`` columns."""
-    print(textwrap.fill(f"attnkata: ⚠ {text}", width=width, subsequent_indent="    "),
-          file=sys.stderr)
+    print(textwrap.fill(f"attnkata: ⚠ {text}", width=width, subsequent_indent="    ",
+                        break_long_words=False, break_on_hyphens=False), file=sys.stderr)
 
 
 def outside_course(args) -> bool:
@@ -68,11 +69,12 @@ def say_problems(problems: Sequence, args) -> bool:
     """
     if not problems:
         return False
-    print(f"attnkata: {len(problems)} plugin problem(s): the katas of a pack that failed "
-          f"are missing or changed here.", file=sys.stderr)
+    print(textwrap.fill(f"attnkata: {len(problems)} plugin problem(s): the katas of a pack that "
+                        f"failed are missing or changed here.", width=min(args.width, 100),
+                        break_long_words=False, break_on_hyphens=False), file=sys.stderr)
     for problem in problems:
-        print(textwrap.fill(f"  ✘ {problem}", width=min(args.width, 100), subsequent_indent="    "),
-              file=sys.stderr)
+        print(textwrap.fill(f"  ✘ {problem}", width=min(args.width, 100), subsequent_indent="    ",
+                            break_long_words=False, break_on_hyphens=False), file=sys.stderr)
     return any(getattr(p, "not_loaded", True) for p in problems)
 
 
@@ -107,7 +109,7 @@ def cmd_report(args, pm, registry) -> int:
 
 
 def cmd_selfcheck(args, pm, registry) -> int:
-    from .selfcheck import NOTE, check_kata, missing_files
+    from .selfcheck import NOTE, check_kata, missing_files, summary
 
     katas = [k for k in registry.katas if (not args.katas or k.id in args.katas)
              and (args.level is None or k.level == args.level)]
@@ -117,7 +119,8 @@ def cmd_selfcheck(args, pm, registry) -> int:
         say_problems(registry.problems, args)
         return 2
     table = Table(title="attnkata selfcheck — can every kata's tests fail?", title_justify="left")
-    for col in ("kata", "reference", "stub", "fakes rejected", "misconceptions named", "problems"):
+    for col in ("kata", "reference", "stub", "fakes rejected", "misconceptions named",
+                "caught/repro/probes", "problems"):
         table.add_column(col, overflow="fold")
     verdicts = []
     for kata in katas:
@@ -131,8 +134,11 @@ def cmd_selfcheck(args, pm, registry) -> int:
 
         problems = [v.detail if v.subject == NOTE else f"{v.subject}: {v.detail}" for v in mine
                     if not v.ok or v.subject == NOTE or args.verbose]
+        row = summary(mine).get(kata.id)
         table.add_row(kata.id, tally("reference"), tally("stub"), tally("fake:"),
-                      tally("misconception:"), "\n".join(problems))
+                      tally("misconception:"),
+                      f"{row['caught']} / {row['reproduction']} / {row['probes']}" if row else "-",
+                      "\n".join(problems))
     counted = [v for v in verdicts if v.subject != NOTE]
     bad = [v for v in counted if not v.ok]
     print_renderable(table, args)
@@ -144,6 +150,12 @@ def cmd_selfcheck(args, pm, registry) -> int:
             f"katas/ and solutions/ folders as package data: see 'Shipping a pack' in "
             f"docs/AUTHORING.md.", width=min(args.width, 100), subsequent_indent="    "), file=sys.stderr)
     say_problems(registry.problems, args)
+    total = summary(verdicts)["ladder"]
+    if total["misconceptions"]:
+        print(f"misconceptions: {total['misconceptions']}, caught {total['caught']}, named "
+              f"{total['named']} ({100 * total['named'] / total['misconceptions']:.0f}%): "
+              f"{total['reproduction']} by the checks (reproduction), {total['probes']} by "
+              f"their probes")
     print(f"{len(counted) - len(bad)} passed, {len(bad)} failed  "
           f"(selfcheck of {len(katas)} katas: reference, stub, fakes, misconceptions)")
     if args.json:
@@ -153,6 +165,7 @@ def cmd_selfcheck(args, pm, registry) -> int:
 
 def cmd_doctor(args, pm, registry) -> int:
     from .doctor import doctor_report, plugin_rows
+    from .render import Fitted
     from .manager import call_hook
 
     problems = list(registry.problems)
@@ -166,7 +179,7 @@ def cmd_doctor(args, pm, registry) -> int:
         for r in rows:
             table.add_row(Text("✔" if r["ok"] else "✘", style="green" if r["ok"] else "bold red"),
                           r["name"], str(r["found"]), r["needed_for"], r["fix"])
-        print_renderable(table, args)
+        print_renderable(Fitted(table, keys=(0, 1)), args)
     print("All good." if healthy else "Some rows need attention: see 'what to do'.")
     return 0 if healthy else 1
 
@@ -253,6 +266,7 @@ def cmd_skip(args, pm, registry) -> int:
 
 def cmd_list(args, pm, registry) -> int:
     from .manager import not_copied
+    from .render import Fitted
 
     waiting = not_copied(registry, args.root / "katas")
     uncopied = {k.id for katas in waiting.values() for k in katas}
@@ -264,10 +278,11 @@ def cmd_list(args, pm, registry) -> int:
         if kata.id in uncopied:
             where += f" (not copied yet: attnkata init {kata.pack})"
         table.add_row(str(kata.level), kata.id, kata.pack, where, kata.title)
-    print_renderable(table, args)
+    print_renderable(Fitted(table, group=0, keys=(1,)), args)
     for pack, katas in waiting.items():
-        print(f"{len(katas)} kata(s) of pack {pack!r} have no stub in katas/ yet: "
-              f"`attnkata init {pack}` copies them there.")
+        print(textwrap.fill(f"{len(katas)} kata(s) of pack {pack!r} have no stub in katas/ yet: "
+                            f"`attnkata init {pack}` copies them there.", width=args.width,
+                            break_long_words=False, break_on_hyphens=False))
     return 1 if say_problems(registry.problems, args) else 0
 
 
@@ -331,7 +346,8 @@ def build_parser(pm, problems: list | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="attnkata", description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, default=None,
                         help="the learner's checkout (default: nearest folder with katas/)")
-    parser.add_argument("--width", type=int, default=110, help="report width in columns")
+    parser.add_argument("--width", type=int, default=None,
+                        help="output width in columns (default: the terminal's; COLUMNS wins)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("report", help="print the ladder report again from saved results")
@@ -388,6 +404,10 @@ def build_parser(pm, problems: list | None = None) -> argparse.ArgumentParser:
 
     add_watch(sub)
 
+    from .show import add_parser as add_show
+
+    add_show(sub)
+
     plugin_commands(pm, sub, problems if problems is not None else [])
     return parser
 
@@ -419,6 +439,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     registry.problems += problems
     args = parser.parse_args(argv)
     args.root = find_root(args.root)
+    if args.width is None:  # COLUMNS, else the real terminal, else 80 (piped output)
+        args.width = max(shutil.get_terminal_size((80, 24)).columns, 30)
     try:
         if getattr(args, "plugin", None) is not None:
             return run_plugin_command(args)

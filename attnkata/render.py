@@ -30,13 +30,79 @@ def hint_pointer(kata_id: str) -> str:
 
 class LadderTable:
     """The ladder as a table sized to the console: narrow terminals drop the level
-    titles and fold the feedback rather than crop the statuses."""
+    titles; where even then a word would be cut, each kata is stacked on its own lines."""
 
     def __init__(self, ladder: Ladder):
         self.ladder = ladder
 
-    def __rich_console__(self, console: Any, options: Any) -> Iterable[Table]:
-        yield ladder_table(self.ladder, options.max_width)
+    def __rich_console__(self, console: Any, options: Any) -> Iterable[Any]:
+        yield Fitted(ladder_table(self.ladder, options.max_width), group=0, keys=(1, 2))
+
+
+def _plain(cell: Any) -> str:
+    return cell.plain if isinstance(cell, Text) else str(cell)
+
+
+class Fitted:
+    """A table as it is when it fits the console whole; else its rows stacked.
+
+    "Fits" means every word of every cell (and of the headers) comes out in one piece
+    and no line is cropped.  Otherwise each row is drawn as a block: the ``group``
+    column as a heading when it changes, the ``keys`` columns on one line, every other
+    non-empty column as ``header  value`` wrapped at spaces to the width."""
+
+    def __init__(self, table: Table, group: int | None = None, keys: tuple[int, ...] = (0,)):
+        self.table, self.group, self.keys = table, group, keys
+
+    def __rich_console__(self, console: Any, options: Any) -> Iterable[Any]:
+        width = options.max_width
+        if self.fits(width):
+            yield self.table
+        else:
+            yield from self.stacked(width)
+
+    def fits(self, width: int) -> bool:
+        buf = io.StringIO()
+        Console(file=buf, width=width, no_color=True, color_system=None, emoji=False,
+                legacy_windows=False).print(self.table)
+        out = buf.getvalue()
+        words = [w for col in self.table.columns for cell in (col.header, *col._cells)
+                 for w in _plain(cell).split()]
+        return all(w in out for w in words)
+
+    def stacked(self, width: int) -> Iterable[Any]:
+        table, cols = self.table, self.table.columns
+        if table.title:
+            yield table.title if isinstance(table.title, Text) else Text(str(table.title))
+        last_group = None
+        for r in range(table.row_count):
+            cells = [col._cells[r] if r < len(col._cells) else "" for col in cols]
+            if self.group is not None:
+                head = _plain(cells[self.group]).strip()
+                if head and head != last_group:
+                    label = _plain(cols[self.group].header).strip()
+                    heading = " · ".join(line.strip() for line in head.split("\n"))
+                    if label and head.split()[0].isdigit():
+                        heading = f"{label} {heading}"
+                    heading = Text(heading, style="bold")
+                    yield heading
+                    last_group = head
+            key = Text("  ")
+            for i in self.keys:
+                if _plain(cells[i]).strip():
+                    key.append_text(cells[i] if isinstance(cells[i], Text) else Text(str(cells[i])))
+                    key.append("  ")
+            key.rstrip()
+            yield key
+            fields = Table.grid(padding=(0, 1))
+            fields.add_column(no_wrap=True, style="dim")
+            fields.add_column(overflow="fold")
+            for i, col in enumerate(cols):
+                if i in self.keys or i == self.group or not _plain(cells[i]).strip():
+                    continue
+                fields.add_row("   " + _plain(col.header).strip(), cells[i])
+            if fields.row_count:
+                yield fields
 
 
 def ladder_table(ladder: Ladder, width: int = 120) -> Table:
@@ -111,7 +177,8 @@ def report_group(ladder: Ladder, extra_sections: Iterable[Any] = (),
     """The whole ladder, or (``focus``: the katas a run selected) their feedback and one line."""
     if focus is not None:
         return Group(focused(ladder, focus), ladder_line(ladder), *_problems(ladder))
-    return Group(LadderTable(ladder), summary(ladder), *extra_sections)
+    return Group(LadderTable(ladder), summary(ladder),
+                 *(Fitted(s) if isinstance(s, Table) else s for s in extra_sections))
 
 
 def focused(ladder: Ladder, focus: Iterable[str]) -> Table:

@@ -8,6 +8,13 @@ tensors passed to the launch, *before* the access, and an access outside them is
 raised as :class:`OutOfBounds` naming the kernel, its line, the lane and the
 tensor — the mistake a learner can fix (usually a missing ``mask=``).
 
+While :func:`start_recording` is on (``attnkata show``), every load and store is also
+written down as plain data: the launch's grid and tensors, and per access the program
+id, the kernel line, which elements of which tensor the active lanes touched, how many
+lanes the mask switched off, and where the out-of-bounds lanes pointed.  Out-of-bounds
+lanes are then recorded and skipped (switched off) instead of raised, so the picture
+shows them and the process's memory stays intact.
+
 This module is imported in the worker: it must not import the judging modules.
 """
 
@@ -43,6 +50,11 @@ def install() -> bool:
             args_hst, kwargs_hst = original(args, kw)
             _STATE.spans = _spans(self, args_hst, kwargs_hst)
             _STATE.fn = self.fn
+            log = getattr(_STATE, "log", None)
+            if log is not None:
+                log["launches"].append({
+                    "kernel": getattr(self.fn, "__name__", "kernel"), "grid": None,
+                    "tensors": _tensors(self, args_hst, kwargs_hst), "accesses": []})
             return args_hst, kwargs_hst
 
         self._init_args_hst = init
@@ -51,13 +63,23 @@ def install() -> bool:
         finally:
             _STATE.spans = None
             del self._init_args_hst
+            log = getattr(_STATE, "log", None)
+            if log is not None and log["launches"]:
+                grid = getattr(itp.interpreter_builder, "grid_dim", None)
+                log["launches"][-1]["grid"] = tuple(int(g) for g in grid) if grid else None
 
     def guarded_load(self: Any, ptrs: Any, mask: Any, other: Any, *rest: Any) -> Any:
-        _check(ptrs, mask, "load", itp)
+        if getattr(_STATE, "log", None) is not None:
+            mask = _record(self, ptrs, mask, "load", itp)
+        else:
+            _check(ptrs, mask, "load", itp)
         return load(self, ptrs, mask, other, *rest)
 
     def guarded_store(self: Any, ptrs: Any, value: Any, mask: Any, *rest: Any) -> Any:
-        _check(ptrs, mask, "store", itp)
+        if getattr(_STATE, "log", None) is not None:
+            mask = _record(self, ptrs, mask, "store", itp)
+        else:
+            _check(ptrs, mask, "store", itp)
         return store(self, ptrs, value, mask, *rest)
 
     executor.__call__ = guarded_launch
@@ -136,3 +158,97 @@ def _kernel_line() -> str:
             return f" in {code.co_name}, line {frame.f_lineno} of {code.co_filename}"
         frame = frame.f_back
     return ""
+
+
+# ---------------------------------------------------------------------------
+# Recording (``attnkata show``)
+# ---------------------------------------------------------------------------
+
+def start_recording(limit: int = 400_000) -> None:
+    """Write down every launch, load and store from now on (at most ``limit`` lanes)."""
+    _STATE.log = {"launches": [], "lanes": 0, "limit": int(limit), "truncated": False}
+
+
+def stop_recording() -> dict:
+    """Stop recording; ``{"launches": [...], "truncated": bool}`` as plain data."""
+    log = getattr(_STATE, "log", None) or {"launches": [], "truncated": False}
+    _STATE.log = None
+    return {"launches": log["launches"], "truncated": log["truncated"]}
+
+
+def _tensors(executor: Any, args: Any, kwargs: dict) -> list[dict]:
+    """Name, dtype, shape, strides (elements) and memory of every tensor argument."""
+    names = list(getattr(executor, "arg_names", ()))
+    found: list[dict] = []
+
+    def add(arg: Any, name: str) -> None:
+        if isinstance(arg, tuple):
+            for i, a in enumerate(arg):
+                add(a, f"{name}[{i}]")
+        elif hasattr(arg, "untyped_storage") and hasattr(arg, "data_ptr"):
+            storage = arg.untyped_storage()
+            found.append({"name": name, "dtype": str(arg.dtype).replace("torch.", ""),
+                          "shape": tuple(int(s) for s in arg.shape),
+                          "stride": tuple(int(s) for s in arg.stride()),
+                          "itemsize": int(arg.element_size()), "ptr": int(arg.data_ptr()),
+                          "lo": int(storage.data_ptr()),
+                          "hi": int(storage.data_ptr()) + int(storage.nbytes())})
+
+    for i, arg in enumerate(args):
+        add(arg, names[i] if i < len(names) else f"argument {i + 1}")
+    for key, arg in kwargs.items():
+        add(arg, key)
+    return found
+
+
+def _record(builder: Any, ptrs: Any, mask: Any, kind: str, itp: Any) -> Any:
+    """Log one load or store; return the mask with out-of-bounds lanes switched off."""
+    import numpy as np
+
+    log = _STATE.log
+    if not log["launches"]:
+        return mask
+    launch = log["launches"][-1]
+    tensors = launch["tensors"]
+    size = np.dtype(itp._get_np_dtype(ptrs.get_element_ty())).itemsize
+    addr = np.asarray(ptrs.data).astype(np.int64, copy=False).reshape(-1)
+    shape = np.asarray(ptrs.data).shape
+    on = np.broadcast_to(np.asarray(mask.data, dtype=bool), shape).reshape(-1)
+    owner = np.full(addr.shape, -1, dtype=np.int64)
+    for i, t in enumerate(tensors):
+        inside = (owner < 0) & (addr >= t["lo"]) & (addr + size <= t["hi"])
+        owner[inside] = i
+    bad = on & (owner < 0)
+    entry: dict = {"kind": kind, "pid": tuple(int(g) for g in builder.grid_idx),
+                   "line": _line(), "lanes": int(addr.size), "off": int((~on).sum()),
+                   "hits": {}, "oob": []}
+    if log["lanes"] + int(on.sum()) > log["limit"]:
+        log["truncated"] = True
+    else:
+        log["lanes"] += int(on.sum())
+        for i, t in enumerate(tensors):
+            mine = on & (owner == i)
+            if mine.any():
+                entry["hits"][i] = (addr[mine] - t["ptr"]) // t["itemsize"]
+        if bad.any() and tensors:
+            for a in addr[bad].tolist():
+                i = min(range(len(tensors)), key=lambda j: min(abs(a - tensors[j]["lo"]),
+                                                               abs(a - tensors[j]["hi"])))
+                entry["oob"].append((i, (a - tensors[i]["ptr"]) // tensors[i]["itemsize"]))
+        launch["accesses"].append(entry)
+    if not bad.any():
+        return mask
+    safe = np.ascontiguousarray((on & ~bad).reshape(shape))
+    return itp.TensorHandle(safe, mask.dtype)
+
+
+def _line() -> int | None:
+    """The line of the running kernel's source (None when it cannot be found)."""
+    fn = getattr(_STATE, "fn", None)
+    code = getattr(fn, "__code__", None)
+    frame = sys._getframe(2)
+    while frame is not None:
+        if code is not None and frame.f_code is code:
+            return int(frame.f_lineno)
+        frame = frame.f_back
+    return None
