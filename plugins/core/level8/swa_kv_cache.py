@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 from attnkata import Claim, Fake, Kata, Misconception, Prediction, check
 from attnkata.strategies import FLOAT_DTYPES, seeds, sizes
 
+from ._cache8 import wrong_class
+
 
 # ---------------------------------------------------------------------------
 # Scenarios
@@ -178,28 +180,8 @@ def memory_constant_in_length(ctx):
 # ---------------------------------------------------------------------------
 
 
-def _base():
-    from attnkata.target import load_module
-
-    from .. import ROOT
-    return load_module(ROOT / "solutions" / "level8" / "swa_kv_cache.py",
-                       ROOT / "solutions").SlidingWindowKVCache
-
-
 def _wrong(mixin):
-    return {"SlidingWindowKVCache": wrong_class_8(mixin)}
-
-
-def wrong_class_8(mixin):
-    built = []
-
-    def construct(*args, **kwargs):
-        if not built:
-            built.append(type(mixin.__name__.lstrip("_"), (mixin, _base()), {}))
-        return built[0](*args, **kwargs)
-
-    construct.__name__ = mixin.__name__.lstrip("_")
-    return construct
+    return {"SlidingWindowKVCache": wrong_class("swa_kv_cache.py", "SlidingWindowKVCache", mixin)}
 
 
 # Source note: Longformer counts w tokens on each side; reading "window W" as W past tokens
