@@ -3,7 +3,7 @@
 Intuition
 ---------
 A dot product adds up d products. If each product is a little noisy, the sum gets
-noisier as d grows: with d = 64 a typical raw score is about ±8, with d = 1024 about
+noisier as d grows: with d = 16 a typical raw score is about ±4, with d = 1024 about
 ±32. Softmax turns score differences into ratios of exponentials, so scores that
 large make it pick one key almost exclusively — and a near one-hot softmax passes
 almost no gradient back. Dividing by √d undoes the growth, whatever the width.
@@ -19,15 +19,16 @@ The math
 
 Why √d: Var(q·k) = Σ_c Var(q_c k_c) = d · 1 = d (independent terms add their
 variances; each product of two unit-variance, zero-mean numbers has variance 1).
-Dividing by √d divides the variance by d, leaving 1.
+Dividing a number by c divides its variance by c²; work out what dividing by √d
+leaves (that is the first prediction below).
 
 Worked example
 --------------
 d = 4, q = [1, 1, 1, 1], k = [1, 1, 1, -1]:
     raw score  q·k = 1 + 1 + 1 − 1 = 2
     scaled     2 / √4 = 1.0
-With d = 64 and random unit-variance vectors, raw scores spread with standard
-deviation 8; scaled ones with standard deviation 1.
+With d = 16 and random unit-variance vectors, raw scores spread with standard
+deviation √16 = 4.
 """
 
 import numpy as np

@@ -5,8 +5,8 @@ Intuition
 Scores are any real numbers; weights must be non-negative and add up to 1. Softmax
 exponentiates (so everything is positive and larger scores win by a ratio) and then
 divides by the total. The catch is floating point: e^1000 does not fit in float64
-(the largest float64 is about 1.8·10^308), so exp(1000) is inf and inf/inf is NaN.
-The fix costs nothing: adding the same constant to every score in a row does not
+(the largest float64 is about 1.8·10^308), so a softmax written straight from the
+formula breaks on scores that large (the prediction below asks how). The fix costs nothing: adding the same constant to every score in a row does not
 change the ratios, so subtract the row's maximum first; then the largest exponent
 is e^0 = 1 and nothing overflows.
 

@@ -27,7 +27,9 @@ The math
     probs  = p on keep_p, 0 elsewhere, divided by its sum
 
 - logits : [V] scores, one per token (V = vocabulary size); float32 or float64
-- T      : temperature > 0;  k : top_k (None: no limit);  top_p in (0, 1] (None: off)
+- T      : temperature > 0;  top_p in (0, 1] (None: off)
+- k      : top_k, an int ≥ 1; None, or any k ≥ V, means no limit (every token stays)
+- −∞     : a logit of −∞ is a banned token: it ends with probability exactly 0
 - z_(k)  : the k-th largest entry of z
 - softmax: stable — subtract the maximum (logits of ±1000, or T = 0.05, overflow exp)
 - probs  : [V], in the logits' dtype, summing to 1

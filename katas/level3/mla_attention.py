@@ -27,9 +27,9 @@ With absorb=True you may also avoid building V: (P C_kv) W_UV equals P (C_kv W_U
 
 Worked example
 --------------
-Cache per token per layer in fp16, MHA with 32 heads of d = 128 against MLA with d_c = 512:
-    MHA: 32 · 128 · 2 (K and V) · 2 bytes = 16,384 bytes
-    MLA: 512 · 2 bytes                    =  1,024 bytes   — 16× smaller
+Cache per token per layer in fp16, MHA with 16 heads of d = 64 against MLA with d_c = 256:
+    MHA: 16 · 64 · 2 (K and V) · 2 bytes = 4,096 bytes
+    MLA: 256 · 2 bytes                   =   512 bytes   — 8× smaller
 (DeepSeek-V2 also caches a small decoupled RoPE key per token; this kata leaves it out.)
 """
 

@@ -9,8 +9,8 @@ copy number `row` loads its row into registers, finds the max, exponentiates, su
 divides and writes the row back. The row crosses DRAM twice (one read, one write), where
 three separate torch ops (max, exp-and-sum, divide) would read it about three times.
 
-Triton works on whole blocks whose length must be a power of two. A row of 300 numbers
-is handled by a block of 512 lanes; the last 212 lanes point past the row, so every load
+Triton works on whole blocks whose length must be a power of two. A row of 100 numbers
+is handled by a block of 128 lanes; the last 28 lanes point past the row, so every load
 and store carries a MASK (which lanes are real). A masked-off lane of a load takes the
 `other` value you choose — and for a softmax that value must be −∞, so that e^(−∞) = 0
 adds nothing to the sum and can never be the max.

@@ -36,10 +36,10 @@ Worked example
 --------------
 BlockAllocator(num_blocks=3, block_size=16):
     x = allocate()    rc = [1, 0, 0]  num_free = 2   (x = 0; any free id is fine)
-    y = allocate()    rc = [1, 1, 0]  num_free = 1
-    incref(x)         rc = [2, 1, 0]  num_free = 1   (a fork now shares x)
-    free(x)           rc = [1, 1, 0]  num_free = 1   (the fork still reads x)
-    free(x)           rc = [0, 1, 0]  num_free = 2   (x is back in the pool)
+    incref(x)         rc = [2, 0, 0]  num_free = 2   (a fork now shares x)
+    incref(x)         rc = [3, 0, 0]  num_free = 2   (a second fork shares it too)
+    free(x)           rc = [2, 0, 0]  num_free = 2   (two readers are left)
+    free(x); free(x)  rc = [0, 0, 0]  num_free = 3   (x is back in the pool)
     free(x)           ValueError: block 0 is free
 """
 

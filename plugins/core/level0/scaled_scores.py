@@ -82,9 +82,9 @@ SCALED_SCORES = Kata(
     ),
     hints=(
         "d is the last dimension of q (and of k).",
-        "Keep the dtype: a float64 np.sqrt(d) multiplied into a float32 array is fine, "
-        "but np.float64 arrays are not; check what you return.",
-        "scaled_scores(q, k) = qk_scores(q, k) / np.sqrt(d); you may import your qk_scores: "
-        "`from .qk_scores import qk_scores`.",
+        "Keep q's dtype. Under NumPy 2, np.sqrt(d) is a float64 scalar and a float32 array "
+        "divided by it comes back float64; math.sqrt(d) (a Python float) keeps float32.",
+        "scaled_scores(q, k) = qk_scores(q, k) / math.sqrt(d) (import math); you may import "
+        "your qk_scores: `from .qk_scores import qk_scores`.",
     ),
 )

@@ -45,6 +45,7 @@ def rope_matches_reference(ctx):
 @check("worked examples: one pair at position 1; four features at position 2")
 def rope_worked_examples(ctx):
     ctx.expect("rope", np.array([[1.0, 0.0]]), np.array([1]))
+    ctx.expect("rope", np.array([[1.0, 0.0, 1.0, 0.0]]), np.array([2]), base=100.0)  # the docstring's
     ctx.expect("rope", np.array([[1.0, 2.0, 3.0, 4.0]]), np.array([2]), base=100.0)
     ctx.expect("rope", np.array([[0.5, -1.0, 2.0, 0.25], [1.0, 1.0, 1.0, 1.0]], dtype=np.float32),
                np.array([3, 0]))

@@ -177,7 +177,8 @@ DECODE_STEP = Kata(
         "result is [H, 1, d].",
         "It is the attention you already know with N_q = 1: scores q_t @ keysᵀ / √d give [H, 1, T], "
         "no mask needed (every cached token is in the past or is the token itself).",
-        "s = q_t @ np.swapaxes(cache.keys, -1, -2) / np.sqrt(d); p = stable softmax of s over the "
-        "last axis; return (p @ cache.values) in q_t's dtype.",
+        "s = q_t @ np.swapaxes(cache.keys, -1, -2) / math.sqrt(d) (a Python float: under NumPy 2 "
+        "np.sqrt(d) would turn float32 into float64); p = stable softmax of s over the last axis; "
+        "return (p @ cache.values) in q_t's dtype.",
     ),
 )

@@ -180,7 +180,8 @@ NEXT_TOKEN_PROBS = Kata(
     ),
     hints=(
         "Order: z = logits / T; top-k on z; softmax; top-p on that distribution; renormalise.",
-        "Top-k with ties: kth = np.sort(z)[-k]; keep z >= kth (set the rest to -inf before softmax).",
+        "Top-k with ties: kth = np.sort(z)[-k]; keep z >= kth (set the rest to -inf before "
+        "softmax). Skip this when k >= V: np.sort(z)[-k] would be out of range, and every token stays.",
         "Top-p: order = np.argsort(-p); mass = np.cumsum(p[order]); the first index where mass ≥ p "
         "is np.searchsorted(mass, top_p); keep order[:that + 1] and renormalise.",
     ),
