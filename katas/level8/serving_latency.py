@@ -12,8 +12,9 @@ objective, or SLO.
 
 Neither number is a property of the model alone. TTFT includes the time a request
 spent queued behind others; TPOT grows when the batch grows (a decode step over 64
-sequences costs more than over 1) and when the server stops decoding to prefill a
-newcomer's prompt. This kata builds a tiny, fully specified server and measures it.
+sequences costs more than over 1), and it depends on what else the server does
+between two of your tokens. This kata builds a tiny, fully specified server and
+measures it.
 
 The toy server (simulate it exactly)
 ------------------------------------
@@ -63,8 +64,7 @@ A arrives at 0 ms (prompt 100, output 3), B at 20 ms (prompt 40, output 2).
     t = 84: running {A}   decode 10 + 2·1 = 12 ms  → t = 96, A done
 
     A: TTFT 50, TPOT (96 − 50)/2 = 23, E2E 96      B: TTFT 50, TPOT 14, E2E 64
-With SLOs TTFT ≤ 60 ms and TPOT ≤ 20 ms, A fails (its decode waited for B's
-prefill) and B passes: attainment 0.5; p50 of TPOT = 18.5, p99 = 14 + 0.99·9 = 22.91.
+With SLOs TTFT ≤ 60 ms and TPOT ≤ 20 ms, A fails and B passes: attainment 0.5; p50 of TPOT = 18.5, p99 = 14 + 0.99·9 = 22.91.
 """
 
 import numpy as np
