@@ -25,7 +25,7 @@ LEVELS = {
 
 
 # Ladder order; the kata object in module ``checks.<name>`` is ``<NAME>`` (upper case).
-KATA_MODULES = ("additive_attention", "luong_scores", "sinusoidal_positions", "alibi_bias", "linear_attention", "performer_features", "sparse_patterns", "lsh_buckets")
+KATA_MODULES = ("additive_attention", "luong_scores", "sinusoidal_positions", "alibi_bias", "linear_attention", "performer_features", "sparse_patterns", "lsh_buckets", "moe_routing")
 
 
 def katas() -> tuple:
