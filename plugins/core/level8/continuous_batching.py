@@ -200,7 +200,8 @@ class SchedulerDriver(Driver):
                 expect = None
             except ValueError:
                 expect = ValueError
-            line = f"add_request({rid}, prompt of {len(prompt)} tokens, max_new_tokens={max_new})"
+            line = (f"add_request({rid}, prompt of {len(prompt)} token{'' if len(prompt) == 1 else 's'}, "
+                    f"max_new_tokens={max_new})")
             hint = "" if expect else ""
             if expect:
                 longest = len(prompt) + max_new - 1
@@ -338,6 +339,9 @@ def batching_model(ctx):
 # ---------------------------------------------------------------------------
 
 
+ITERATIONS = 40
+
+
 def _run(ns, num_blocks, block_size, requests, eos=EOS, tokens=None):
     """Drive ``ns.Scheduler`` to the end; what each iteration did."""
     s = ns.Scheduler(num_blocks, block_size, eos)
@@ -346,7 +350,7 @@ def _run(ns, num_blocks, block_size, requests, eos=EOS, tokens=None):
         s.add_request(rid, list(prompt), max_new)
         seqs[rid] = list(prompt)
     story = []
-    for _ in range(40):
+    for _ in range(ITERATIONS):
         batch = list(s.schedule())
         if not batch:
             break
@@ -357,6 +361,7 @@ def _run(ns, num_blocks, block_size, requests, eos=EOS, tokens=None):
         story.append({"batch": batch, "finished": done, "free": s.num_free_blocks,
                       "preemptions": s.num_preemptions})
     outputs = {rid: list(s.output(rid)) for rid, _, _ in requests}
+    story += ["(nothing left to run)"] * (ITERATIONS - len(story))  # same length: compare per iteration
     return {"iterations": story, "outputs": outputs,
             "status": {rid: s.status(rid) for rid, _, _ in requests}}
 
