@@ -121,9 +121,9 @@ def traces(draw, max_requests=9):
 
 
 def bursty_trace(n=64, seed=8):
-    """Poisson-ish arrivals (mean gap 40 ms), long-tailed prompts and outputs."""
+    """Poisson arrivals (mean gap 300 ms), long-tailed prompts and outputs."""
     rng = np.random.default_rng(seed)
-    arrival = np.round(np.cumsum(rng.exponential(40.0, n)), 1)
+    arrival = np.round(np.cumsum(rng.exponential(300.0, n)), 1)
     prompts = np.clip(np.round(rng.lognormal(np.log(300), 0.9, n)), 8, 4000).astype(np.int64)
     outputs = np.clip(np.round(rng.lognormal(np.log(60), 0.8, n)), 1, 400).astype(np.int64)
     return arrival, prompts, outputs
@@ -227,7 +227,8 @@ def latency_bursty(ctx):
     first, finish = ctx.expect("serve_trace", arrival, prompts, outputs, *BURSTY_COST)
     m = ctx.expect("latency_metrics", arrival, outputs, first, finish, 400.0, 25.0)
     alone = metrics(arrival, outputs, *_isolated(arrival, prompts, outputs, *BURSTY_COST), 400.0, 25.0)
-    ctx.record(f"bursty trace (64 requests, toy cost 0.2 ms/token prefill, 15 + 0.5·b ms decode): "
+    ctx.record(f"bursty trace (64 Poisson arrivals, mean gap 300 ms; toy cost 0.2 ms/token prefill, "
+               f"15 + 0.5·b ms decode): "
                f"TTFT p50 {m['p50_ttft_ms']:.0f} / p99 {m['p99_ttft_ms']:.0f} ms, TPOT p50 "
                f"{m['p50_tpot_ms']:.1f} / p99 {m['p99_tpot_ms']:.1f} ms, SLO (TTFT ≤ 400, TPOT ≤ 25) "
                f"attainment {m['slo_attainment']:.2f}; each request alone: TPOT "
