@@ -56,11 +56,11 @@ class Target:
 
 
 TARGETS = (
-    Target("fwd", "forward, not causal, vs SDPA", "flash_fwd", False, "x sdpa_flash", 1.0,
+    Target("fwd", "forward vs SDPA", "flash_fwd", False, "x sdpa_flash", 1.0,
            moonshot=("x sdpa_cudnn", 0.8)),
     Target("fwd-causal", "causal forward", "flash_fwd", True, "tflops", 350.0),
-    Target("fwdbwd", "forward + backward vs SDPA", "flash_fwdbwd", False, "x sdpa_flash", 0.75),
-    Target("decode", "paged decode bandwidth", "paged_decode", False, "pct_hbm", 70.0,
+    Target("fwdbwd", "fwd+bwd vs SDPA", "flash_fwdbwd", False, "x sdpa_flash", 0.75),
+    Target("decode", "paged decode", "paged_decode", False, "pct_hbm", 70.0,
            moonshot=("pct_hbm", 85.0), source="kwon-2023-paged"),
 )
 
@@ -226,8 +226,8 @@ def figure(result: dict) -> str:
         parts.append("vs SDPA: " + ", ".join(vs))
     if result.get("moonshot"):
         m = result.get("moonshot_value")
-        parts.append(f"moonshot {result['moonshot']}: {result['moonshot_verdict']}"
-                     + (f" ({m:.2f})" if isinstance(m, float) else ""))
+        shown = "" if not isinstance(m, float) else f" ({m:.1f}%)" if "%" in result["moonshot"] else f" ({m:.2f}x)"
+        parts.append(f"moonshot {result['moonshot']}: {result['moonshot_verdict']}{shown}")
     return "; ".join(parts)
 
 
@@ -302,10 +302,10 @@ def targets_table(data: dict, width: int = 80) -> Any:
     results = data.get("targets") or []
     table = Table(title=f"attnkata bench targets ({env.get('gpu', '?')}; reference kernels)",
                   title_justify="left", width=width, show_lines=True)
-    table.add_column("target", overflow="fold", ratio=2)
-    table.add_column("goal", overflow="fold", ratio=2)
-    table.add_column("measured", overflow="fold", ratio=5)
-    table.add_column("verdict", overflow="fold", ratio=1)
+    table.add_column("target", overflow="fold", min_width=15)
+    table.add_column("goal", overflow="fold", min_width=12, max_width=16)
+    table.add_column("measured", overflow="fold", ratio=1)
+    table.add_column("verdict", overflow="fold", min_width=10)
     styles = {"met": "green", "NOT met": "bold red", "unmeasured": "yellow"}
     for r in results:
         goal = r["goal"] + (f" (moonshot {r['moonshot']})" if r.get("moonshot") else "")
