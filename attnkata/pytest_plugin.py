@@ -88,6 +88,8 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
     early_config.stash[ACTIVE] = why
     ns = early_config.known_args_namespace
     controller = getattr(ns, "numprocesses", None) and not os.environ.get("PYTEST_XDIST_WORKER")
+    if getattr(ns, "numprocesses", None) in ("auto", "logical"):
+        controller = True  # decided later (auto_workers); a serial run warms at configure
     if not controller and not getattr(ns, "collectonly", False):
         from .remote import start_early
 
@@ -98,6 +100,40 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
 
 def active(config: pytest.Config) -> bool:
     return ACTIVE in config.stash
+
+
+@pytest.hookimpl(optionalhook=True, tryfirst=True)
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    """``-n auto`` for katas: attnkata picks serial or parallel (see :func:`auto_workers`);
+    a run of other tests (the framework's own ``tests/``) is left to xdist."""
+    return auto_workers(config) if active(config) else None
+
+
+def auto_workers(config: pytest.Config, cores: int | None = None) -> int | None:
+    """How many xdist workers a kata run should use; 0 is serial, None: not a kata run.
+
+    Every kata already runs its learner code in a worker process beside pytest, so one
+    pytest process keeps two cores busy. Measured on 2 cores: the whole ladder takes
+    about twice as long with ``-n 2`` as serially. So: serial for a run that selects
+    katas (a path, ``-k``, ``-m``, ``--lf``) and on machines with fewer than 4 cores;
+    otherwise one xdist worker per two cores, at most 4 (unmeasured: no such machine here).
+    """
+    if cores is None:
+        try:
+            cores = len(os.sched_getaffinity(0))
+        except (AttributeError, OSError):
+            cores = os.cpu_count() or 1
+    opt = config.option
+    root = Path(config.rootpath).resolve()
+    katas_dir = (root / config.getini("attnkata_katas_dir")).resolve()
+    paths = [Path(str(a).split("::")[0]).resolve() for a in config.args]
+    if any(p != root and p != katas_dir and katas_dir not in p.parents for p in paths):
+        return None  # not (only) katas: xdist's own choice
+    selected = (bool(getattr(opt, "keyword", "") or getattr(opt, "markexpr", "")
+                     or getattr(opt, "lf", False) or getattr(opt, "failedfirst", False))
+                or any(p not in (root, katas_dir) for p in paths))
+    workers = 0 if selected else min(cores // 2, 4)
+    return workers if workers >= 2 else 0
 
 
 def pytest_configure(config: pytest.Config) -> None:

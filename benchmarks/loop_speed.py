@@ -1,12 +1,17 @@
 """How long a learner waits: one-kata runs and the whole ladder, against `import torch`.
 
     python benchmarks/loop_speed.py [--repeat 3] [--root DIR] [--python PYTHON]
+                                    [--no-ladder] [--parallel]
 
-Runs each command once to warm the bytecode caches, then ``--repeat`` times in a checkout (default: this one) with the given
-interpreter and prints the median wall time and its ratio to ``python -c "import
-torch"`` on the same machine, as a Markdown table.  Every run checks the solutions
-(``--attnkata-target=solutions``), so the numbers measure the framework, not a
-learner's code.  A benchmark to read, not a test: nothing here asserts a time.
+Runs each command once to warm the bytecode caches, then ``--repeat`` rounds in a
+checkout (default: this one) with the given interpreter.  In every round each run is
+timed right after its own ``python -c "import torch"``, and the ratio of the two is
+taken then: on a shared, busy machine both see the same load, so the ratio (median over
+the rounds) is steadier than either time.  Prints the median wall times and ratios as a
+Markdown table.  Every run checks the solutions (``--attnkata-target=solutions``), so
+the numbers measure the framework, not a learner's code.  ``--no-ladder`` leaves out
+the whole-ladder run; ``--parallel`` adds it with ``-n 2`` (xdist) and ``-n auto``.
+A benchmark to read, not a test: nothing here asserts a time.
 """
 
 from __future__ import annotations
@@ -25,8 +30,13 @@ RUNS = {
     "level 0 softmax": ["-m", "pytest", "katas/level0/softmax.py"],
     "level 4 tiled_attention": ["-m", "pytest", "katas/level4/tiled_attention.py"],
     "level 5 flash_attention_forward": ["-m", "pytest", "katas/level5/flash_attention_forward.py"],
+    "level 6 paged_attention_decode": ["-m", "pytest", "katas/level6/paged_attention_decode.py"],
     "level 7 ring_attention": ["-m", "pytest", "katas/level7/ring_attention.py"],
     "whole ladder (serial)": ["-m", "pytest"],
+}
+PARALLEL = {
+    "whole ladder (-n 2)": ["-m", "pytest", "-n", "2"],
+    "whole ladder (-n auto)": ["-m", "pytest", "-n", "auto"],
 }
 PYTEST_FLAGS = ["-q", "-p", "no:cacheprovider", "--attnkata-target=solutions", "--attnkata-no-report"]
 
@@ -47,16 +57,33 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--root", type=Path, default=Path(__file__).resolve().parents[1])
     parser.add_argument("--python", default=sys.executable)
+    parser.add_argument("--no-ladder", action="store_true", help="leave out the whole ladder")
+    parser.add_argument("--parallel", action="store_true", help="add the ladder with -n 2 and -n auto")
     opts = parser.parse_args()
-    for args in RUNS.values():  # warm: bytecode cached, as on a learner's second run
+    runs = {name: args for name, args in RUNS.items()
+            if not (opts.no_ladder and name.startswith("whole ladder"))}
+    if opts.parallel:
+        runs.update(PARALLEL)
+    base_args = runs.pop("import torch")
+    for args in [base_args, *runs.values()]:  # warm: bytecode cached, as on a learner's second run
         wall(opts.python, args, opts.root)
-    times = {name: statistics.median(wall(opts.python, args, opts.root) for _ in range(opts.repeat))
-             for name, args in RUNS.items()}
-    base = times["import torch"]
-    print(f"{platform.platform(terse=True)}, {os.cpu_count()} cores, median of {opts.repeat}\n")
-    print("| run | wall time | × import torch |\n| --- | ---: | ---: |")
-    for name, t in times.items():
-        print(f"| {name} | {t:.2f} s | {t / base:.2f} |")
+    times: dict[str, list[float]] = {"import torch": []}
+    ratios: dict[str, list[float]] = {}
+    for _ in range(opts.repeat):
+        for name, args in runs.items():
+            base = wall(opts.python, base_args, opts.root)  # the same moment's import torch
+            took = wall(opts.python, args, opts.root)
+            times["import torch"].append(base)
+            times.setdefault(name, []).append(took)
+            ratios.setdefault(name, []).append(took / base)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"{platform.platform(terse=True)}, {os.cpu_count()} cores, load {load:.1f}, "
+          f"median of {opts.repeat} rounds\n")
+    print("| run | wall time | × import torch (same moment) |\n| --- | ---: | ---: |")
+    print(f"| import torch | {statistics.median(times['import torch']):.2f} s | 1.00 |")
+    for name in runs:
+        print(f"| {name} | {statistics.median(times[name]):.2f} s | "
+              f"{statistics.median(ratios[name]):.2f} |")
 
 
 if __name__ == "__main__":

@@ -98,3 +98,28 @@ def test_doctor_levels_match_the_katas_requires():
     assert torch["needed_for"] == "levels 5-7"
     needs = {r["name"].split()[1]: r["needed_for"] for r in level_rows(registry)}
     assert needs["4"] == "numpy" and "torch" in needs["5"]
+
+
+def test_n_auto_picks_serial_for_selected_katas_and_small_machines(pytester, monkeypatch):
+    """``-n auto`` in a course asks attnkata: serial unless the whole course runs on ≥ 4 cores."""
+    from types import SimpleNamespace
+
+    from attnkata.pytest_plugin import auto_workers
+
+    root = pytester.path
+    (root / "katas").mkdir()
+    (root / "tests").mkdir()
+
+    def config(*args, **option):
+        opts = {"keyword": "", "markexpr": "", "lf": False, "failedfirst": False, **option}
+        return SimpleNamespace(option=SimpleNamespace(**opts), rootpath=root,
+                               args=[str(root / a) for a in args] or [str(root / "katas")],
+                               getini=lambda name: "katas")
+
+    assert auto_workers(config(), cores=2) == 0          # measured: -n 2 is slower on 2 cores
+    assert auto_workers(config(), cores=8) == 4
+    assert auto_workers(config(), cores=64) == 4
+    assert auto_workers(config("katas/level0/softmax.py"), cores=8) == 0
+    assert auto_workers(config(keyword="softmax"), cores=8) == 0
+    assert auto_workers(config(lf=True), cores=8) == 0
+    assert auto_workers(config("tests"), cores=8) is None  # the framework's tests: xdist decides

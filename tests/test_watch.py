@@ -120,3 +120,26 @@ def test_watch_outside_a_course_says_so(tmp_path: Path):
                             env={k: v for k, v in os.environ.items() if k != "ATTNKATA_STATE_DIR"})
     assert result.returncode == 2
     assert "not an attnkata course" in " ".join(result.stderr.split())
+
+
+def test_watchfiles_sees_a_save_and_a_save_by_rename(tmp_path):
+    """The optional ``watch`` extra: watchfiles instead of polling (skipped without it)."""
+    pytest.importorskip("watchfiles")
+    path = tmp_path / "kata.py"
+    path.write_text("a = 1\n")
+    for save in ("write", "rename"):
+        since = signature(path)
+
+        def later(save=save):
+            time.sleep(0.5)
+            if save == "write":
+                path.write_text("a = 2\n")
+            else:  # how many editors save: a new file renamed over the old one
+                tmp = tmp_path / "kata.py.tmp"
+                tmp.write_text("a = 33\n")
+                tmp.replace(path)
+
+        threading.Thread(target=later).start()
+        start = time.monotonic()
+        wait_for_change(path, since)  # poll=None: watchfiles when installed
+        assert signature(path) != since and time.monotonic() - start < PATIENCE
