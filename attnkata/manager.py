@@ -27,6 +27,7 @@ BUILTIN_PLUGINS = (
     "attnkata_plugins.bench",
     "attnkata_plugins.kvlab",
     "attnkata_plugins.paged_demo",
+    "attnkata_plugins.serve",
 )
 
 
