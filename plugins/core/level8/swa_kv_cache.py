@@ -332,8 +332,8 @@ SWA_KV_CACHE = Kata(
               not_claimed="No RoPE or positions inside the cache (keys are cached after RoPE); "
                           "nothing about model quality with a window, or about attention sinks."),
         Claim("swa-memory-constant", "The ring buffer's memory does not grow with the sequence: "
-              "the bytes it keeps (and its peak) after 32, 256 and 2048 tokens have a slope under 5 % of one "
-              "token's K and V.", scope="toy", source="jiang-2023-mistral",
+              "the bytes it keeps (and its peak) after 32, 256 and 2048 tokens have a slope under "
+              "5 % of one token's K and V.", scope="toy", source="jiang-2023-mistral",
               evidence=("memory_constant_in_length",),
               not_claimed="tracemalloc on NumPy buffers in this process, at W = 16; not GPU "
                           "memory, not a paged or batched implementation."),
