@@ -64,7 +64,8 @@ A arrives at 0 ms (prompt 100, output 3), B at 20 ms (prompt 40, output 2).
     t = 84: running {A}   decode 10 + 2·1 = 12 ms  → t = 96, A done
 
     A: TTFT 50, TPOT (96 − 50)/2 = 23, E2E 96      B: TTFT 50, TPOT 14, E2E 64
-With SLOs TTFT ≤ 60 ms and TPOT ≤ 20 ms, A fails and B passes: attainment 0.5; p50 of TPOT = 18.5, p99 = 14 + 0.99·9 = 22.91.
+With SLOs TTFT ≤ 60 ms and TPOT ≤ 20 ms, A fails and B passes: attainment 0.5.
+The TPOTs sorted are [14, 23]: p50 = 18.5, p99 = 14 + 0.99·(23 − 14) = 22.91.
 """
 
 import numpy as np
