@@ -79,8 +79,8 @@ class Engine:
         cfg, kit = self.cfg, self.kit
         blocks = 2 * -(-(cfg.context + self.gamma + 1) // BLOCK_SIZE) + 2   # room for a fork
         self.paged, self.seqs, self.forks = [], [], {}
-        self.mirror = [torch.zeros(0, cfg.n_kv_heads, cfg.head_dim, dtype=self.dtype)
-                       for _ in range(cfg.n_layers)]
+        empty_kv = torch.zeros(0, cfg.n_kv_heads, cfg.head_dim, dtype=self.dtype)
+        self.mirror = [(empty_kv, empty_kv) for _ in range(cfg.n_layers)]   # K/V committed
         for li in range(cfg.n_layers):
             where = f"step 0, target block {li}"
             cache = kit.make("paged_kv_cache", where, blocks, BLOCK_SIZE, cfg.n_kv_heads,
@@ -138,7 +138,7 @@ class Engine:
         if start == 0:  # the prompt attends over itself; its K/V go into the pages
             o = self._prefill_target(q, k, v, where)
             kit.method("paged_kv_cache", where, cache, "append", self.seqs[li], k_t, v_t)
-            self.mirror[li] = k_t
+            self.mirror[li] = (k_t, v_t)
             return o
         sid = self.seqs[li]
         if not keep:  # proposals go to a fork, freed by commit_target
@@ -146,11 +146,12 @@ class Engine:
             self.forks[li] = (sid, k_t, v_t)
         kit.method("paged_kv_cache", where, cache, "append", sid, k_t, v_t)
         if keep:
-            self.mirror[li] = torch.cat([self.mirror[li], k_t])
+            self.mirror[li] = (torch.cat([self.mirror[li][0], k_t]),
+                               torch.cat([self.mirror[li][1], v_t]))
         table = [int(b) for b in kit.method("paged_kv_cache", where, cache, "block_table", sid)]
         k_pages = kit.attr("paged_kv_cache", where, cache, "k_pages")
         v_pages = kit.attr("paged_kv_cache", where, cache, "v_pages")
-        self._check_pages(li, table, k_pages, k_t if not keep else None, where)
+        self._check_pages(li, table, k_pages, v_pages, None if keep else (k_t, v_t), where)
         q_t = torch.from_numpy(np.ascontiguousarray(q.transpose(1, 0, 2)))  # (n, H, D)
         tables = torch.tensor([table] * n, dtype=torch.int32)
         lens = torch.arange(start + 1, start + n + 1, dtype=torch.int32)  # row i sees ≤ start + i
@@ -175,21 +176,24 @@ class Engine:
             return torch.as_tensor(o).cpu()[0].numpy()
         return np.asarray(self.kit.call("gqa_attention", where, q[None], k[None], v[None], mask))[0]
 
-    def _check_pages(self, li, table, k_pages, proposed, where) -> None:
-        """A learner's cache must hand back exactly the keys written to it."""
+    def _check_pages(self, li, table, k_pages, v_pages, proposed, where) -> None:
+        """A learner's cache must hand back exactly the keys and values written to it."""
         if not self.kit.slots["paged_kv_cache"].yours:
             return
         start = time.perf_counter()
-        want = self.mirror[li] if proposed is None else torch.cat([self.mirror[li], proposed])
-        pos = torch.arange(want.shape[0])
+        want_k, want_v = self.mirror[li]
+        if proposed is not None:
+            want_k, want_v = torch.cat([want_k, proposed[0]]), torch.cat([want_v, proposed[1]])
+        pos = torch.arange(want_k.shape[0])
         try:
-            got = torch.as_tensor(k_pages)[torch.tensor(table)[pos // BLOCK_SIZE], pos % BLOCK_SIZE]
-            bad = max_error(got, want) > 0
+            rows = (torch.tensor(table)[pos // BLOCK_SIZE], pos % BLOCK_SIZE)
+            bad = (max_error(torch.as_tensor(k_pages)[rows], want_k) > 0
+                   or max_error(torch.as_tensor(v_pages)[rows], want_v) > 0)
         except (IndexError, RuntimeError, TypeError):
             bad = True
         if bad:
             self.kit.flag("paged_kv_cache", where, "the pages its block_table names do not hold "
-                          "the keys appended so far")
+                          "the keys and values appended so far")
         self.check_s += time.perf_counter() - start
 
     def commit_target(self, keep: int) -> None:
@@ -200,7 +204,8 @@ class Engine:
             self.kit.method("paged_kv_cache", where, cache, "free_sequence", sid)
             self.kit.method("paged_kv_cache", where, cache, "append", self.seqs[li],
                             k_t[:keep].contiguous(), v_t[:keep].contiguous())
-            self.mirror[li] = torch.cat([self.mirror[li], k_t[:keep]])
+            self.mirror[li] = (torch.cat([self.mirror[li][0], k_t[:keep]]),
+                               torch.cat([self.mirror[li][1], v_t[:keep]]))
         self.forks.clear()
 
     # -- the draft: level-1 attention, contiguous KVCache, decode_step -------------------

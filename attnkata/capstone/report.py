@@ -20,8 +20,9 @@ def verdict(report: dict) -> list[str]:
                      f"logits at position {div['position']} differ from the reference model's by "
                      f"{div['error']:.3g} (tolerance {div['tolerance']:g}).")
     if culprit:
-        lines.append(f"✘ responsible: {culprit['kata']} ({culprit['file']}): its output first "
-                     f"differed from the reference's at {culprit['where']}: {culprit['what']}.")
+        lines.append(f"✘ responsible: {culprit['kata']} ({culprit['file']}): its first answer "
+                     f"unlike the reference's on the same inputs came at {culprit['where']}: "
+                     f"{culprit['what']}.")
     elif div:
         lines.append("No single kata's output left its tolerance: small differences added up "
                      "(or a kata outside this list).")
@@ -42,7 +43,7 @@ def renderables(report: dict) -> Any:
     parts.append(Text(f"attnkata serve · target {report['target']} · tiny model: {m['layers']} "
                       f"blocks, d_model {m['d_model']}, {m['heads']} query / {m['kv_heads']} KV "
                       f"heads, RoPE, bytes as tokens · draft: {m['draft']}", style="bold"))
-    if report.get("text") is not None:
+    if report.get("text") is not None and not report.get("streamed"):
         text = Text(report["prompt"], style="bold")
         text.append(report["text"])
         parts += [Text(""), text]

@@ -94,6 +94,7 @@ def main(args: argparse.Namespace) -> int:
     report = build_report(args, model, kit, result, failed, notes, kernels,
                           LOGIT_TOLERANCE.get(dtype), card())
     report["text"] = decode(result.tokens) if result else ""
+    report["streamed"] = bool(stream and stream.live)
     if args.json:
         print(json.dumps(report, indent=1, sort_keys=True))
     else:
@@ -123,33 +124,49 @@ def _validate(args: argparse.Namespace, n_prompt: int, context: int) -> str:
 
 
 class Stream:
-    """Tokens as they come, wrapped at ``width``: accepted draft tokens dim, target ones plain."""
+    """Tokens as they come (a terminal only), a word at a time so that lines wrap at words:
+    tokens the target accepted from the draft in cyan, the target's own plain."""
 
     def __init__(self, width: int, prompt: str):
         from rich.console import Console
 
         self.live = sys.stdout.isatty()
         self.console = Console(width=width, highlight=False, soft_wrap=True) if self.live else None
-        self.col = 0
-        self.width = width
+        self.width, self.col = width, 0
+        self.word: list[tuple[str, str]] = []
         if self.live:
-            self.console.print(prompt, style="bold", end="")
-            self.col = len(prompt) % width
+            for ch in prompt:
+                self._add(ch, "bold")
 
     def token(self, token: int, source: str) -> None:
-        if not self.live:
-            return
-        ch = bytes([token]).decode("ascii", errors="replace")
-        if ch == "\n" or (self.col >= self.width - 1):
-            self.console.print("", end="\n")
+        if self.live:
+            self._add(bytes([token]).decode("ascii", errors="replace"),
+                      "cyan" if source == "draft" else "")
+
+    def _add(self, ch: str, style: str) -> None:
+        if ch in " \n":
+            self._flush()
+            if ch == "\n" or self.col >= self.width - 1:
+                self.console.print("")
+                self.col = 0
+            else:
+                self.console.print(" ", end="")
+                self.col += 1
+        else:
+            self.word.append((ch, style))
+
+    def _flush(self) -> None:
+        if self.col and self.col + len(self.word) > self.width - 1:
+            self.console.print("")
             self.col = 0
-            if ch in "\n ":
-                return
-        self.console.print(ch, style="cyan" if source == "draft" else "", end="")
-        self.col += 1
+        for ch, style in self.word:
+            self.console.print(ch, style=style, end="")
+        self.col += len(self.word)
+        self.word.clear()
 
     def end(self) -> None:
         if self.live:
+            self._flush()
             self.console.print("\n")
 
 
