@@ -24,6 +24,9 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from .compare import Mismatch, compare, describe
+from .diagnose import (Diagnosis, Evidence, Raised, SHAPE_RELATIONS, describe_closest,
+                       describe_named, rank, raise_matches, relation_holds, shape_relation,
+                       where_wrong)
 from .model import Kata, Misconception
 from .remote import RemoteModule, WorkerGone, probe as _probe
 from .wire import mutated, snapshot, unwritten
@@ -67,11 +70,12 @@ class KataFailure(Exception):
     """The target is wrong; ``message`` says what was expected and what came back."""
 
     def __init__(self, message: str, misconception: Misconception | None = None,
-                 also: tuple[Misconception, ...] = ()):
+                 also: tuple[Misconception, ...] = (), diagnosis: Diagnosis | None = None):
         super().__init__(message)
         self.message = message
         self.misconception = misconception
         self.matched = ((misconception,) if misconception else ()) + tuple(also)
+        self.diagnosis = diagnosis   # the evidence behind the names, when probes ran
 
 
 class LearnerError(KataFailure):
@@ -151,6 +155,41 @@ def _inside(filename: str, root: Path) -> bool:
         return False
 
 
+# Probe outcomes per (kata, target): a failing kata's checks share one diagnosis run.
+# The target is kept with its outcomes so a recycled id() never serves stale ones.
+_PROBE_CACHE: dict[tuple[str, int], tuple[Any, dict]] = {}
+_PROBE_CACHE_SIZE = 16
+_NO_VALUE = object()
+
+
+class _Switch:
+    probes = True   # selfcheck turns probes off to count what reproduction alone names
+
+
+DIAGNOSIS = _Switch()
+
+
+@contextlib.contextmanager
+def probes_off() -> Iterator[None]:
+    """Name misconceptions by exact reproduction (and checks' own ``ctx.fail``) only."""
+    was, DIAGNOSIS.probes = DIAGNOSIS.probes, False
+    try:
+        yield
+    finally:
+        DIAGNOSIS.probes = was
+
+
+def _outcomes_for(kata_id: str, target: Any) -> dict:
+    key = (kata_id, id(target))
+    held = _PROBE_CACHE.get(key)
+    if held is not None and held[0] is target:
+        return held[1]
+    while len(_PROBE_CACHE) >= _PROBE_CACHE_SIZE:
+        _PROBE_CACHE.pop(next(iter(_PROBE_CACHE)))
+    _PROBE_CACHE[key] = (target, {})
+    return _PROBE_CACHE[key][1]
+
+
 def stable_seed(*parts: str) -> int:
     return zlib.crc32("/".join(parts).encode())
 
@@ -209,8 +248,13 @@ class Ctx:
                                  f"NotImplementedError") from None
             tb = learner_traceback(exc, self.target_root).splitlines()
             frames = "\n".join(tb[:-1])
-            raise LearnerError(f"{what} raised {tb[-1] if tb else type(exc).__name__}"
-                               + (f"\n{frames}" if frames else "")) from None
+            message = (f"{what} raised {tb[-1] if tb else type(exc).__name__}"
+                       + (f"\n{frames}" if frames else ""))
+            diagnosis = self.explain([], raised=_raised(exc))
+            lines = _diagnosis_lines(diagnosis)
+            named = diagnosis.misconceptions
+            raise LearnerError("\n".join([message, *lines]), named[0] if named else None,
+                               tuple(named[1:]), diagnosis) from None
 
     def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
         """Call the target's ``name`` guarded, and fail if it mutated its inputs."""
@@ -324,7 +368,8 @@ class Ctx:
         if problem is None:
             return
         matched = self.diagnose(got, rerun, tol, entries) if rerun else []
-        raise self.failure(what, problem, matched)
+        diagnosis = self.explain(matched, got=got, want=want, entries=entries)
+        raise self.failure(what, problem, diagnosis.misconceptions, diagnosis)
 
     def diagnose(self, got: Any, rerun: Callable[[Any], Any], tol: Any,
                  entries: tuple[str, ...] | None) -> list[Misconception]:
@@ -341,30 +386,127 @@ class Ctx:
                 found.append(m)
         return found
 
-    def failure(self, what: str, problem: Mismatch, matched: list[Misconception]) -> KataFailure:
+    def failure(self, what: str, problem: Mismatch, matched: list[Misconception],
+                diagnosis: Diagnosis | None = None) -> KataFailure:
         lines = [f"{what}: {problem.summary}"]
         lines += [f"  {d}" for d in problem.details]
-        if matched:
-            m = matched[0]
-            lines.append(f"This looks like the misconception \"{m.name}\" [{m.id}].")
-            if m.explanation:
-                lines.append(f"  {m.explanation}")
-            for other in matched[1:]:
-                lines.append(f"  (also consistent with \"{other.name}\" [{other.id}])")
-        return KataFailure("\n".join(lines), matched[0] if matched else None, tuple(matched[1:]))
+        if diagnosis is None:
+            diagnosis = Diagnosis(named=[Evidence(m, reproduced=True) for m in matched])
+        lines += _diagnosis_lines(diagnosis)
+        named = diagnosis.misconceptions
+        return KataFailure("\n".join(lines), named[0] if named else None, tuple(named[1:]),
+                           diagnosis)
+
+    # -- diagnosis by behaviour (attnkata.diagnose) -------------------------
+    def explain(self, reproduced: list[Misconception], *, got: Any = _NO_VALUE,
+                want: Any = _NO_VALUE, raised: Raised | None = None,
+                entries: tuple[str, ...] | None = None) -> Diagnosis:
+        """Rank the kata's misconceptions by every piece of evidence: exact reproduction
+        (``reproduced``), the exception ``raised``, the shape relation of ``got`` to
+        ``want``, and the probes, run on the target (cached per target).  When none is
+        named, ``where`` says on which probe inputs the output is wrong, and where."""
+        pool = [m for m in self.kata.misconceptions
+                if entries is None or not m.impls or set(m.impls) & set(entries)]
+        diagnosable = any(m.probes or m.raises or m.shapes for m in pool) or self.kata.diagnostics
+        if not DIAGNOSIS.probes or not diagnosable:
+            return Diagnosis(named=[Evidence(m, reproduced=True) for m in reproduced])
+        pair = shape_relation(got, want) if got is not _NO_VALUE else None
+        evidence = []
+        for m in pool:
+            e = Evidence(m, reproduced=m in reproduced)
+            if raised is not None and any(raise_matches(p, raised) for p in m.raises):
+                e.agrees.append(f"in the exception it raises ({raised.type})")
+            if pair is not None:
+                rel = next((r for r in m.shapes if relation_holds(r, *pair)), None)
+                if rel is not None:
+                    e.agrees.append(f"in its output's shape ({_relation_name(rel)})")
+            for probe in m.probes:
+                verdict = self._probe_holds(probe, m)
+                if verdict is None:
+                    continue
+                (e.agrees if verdict else e.disagrees).append(f"on {probe.what}")
+            evidence.append(e)
+        diagnosis = rank(evidence)
+        if not diagnosis.named:
+            diagnosis.where = self._where(pool)
+        return diagnosis
+
+    def _probe_outcome(self, probe: Any) -> Any:
+        """The target's output on ``probe`` (a :class:`Raised` if it raised), cached;
+        ``_NO_VALUE`` once a probe timed out or ended the worker (probing stops)."""
+        cache = _outcomes_for(self.kata.id, self.target)
+        if cache.get("stopped"):
+            return cache.get(id(probe), _NO_VALUE)
+        if id(probe) not in cache:
+            try:
+                with self._limit(f"diagnosis: {probe.what}"), np.errstate(all="ignore"):
+                    cache[id(probe)] = probe.run(self.target)
+            except (WorkerGone, Abort):
+                cache["stopped"] = True
+                return _NO_VALUE
+            except Exception as exc:  # learner code raising on a probe is evidence too
+                cache[id(probe)] = _raised(exc)
+        return cache[id(probe)]
+
+    def _probe_reference(self, probe: Any, ns: Any = None) -> Any:
+        """The reference's (or a misconception's, ``ns``) output on ``probe``: trusted code."""
+        cache = _outcomes_for(self.kata.id, self.ref)
+        key = (id(probe), id(ns) if ns is not None else None)
+        if key not in cache:
+            try:
+                with np.errstate(all="ignore"):
+                    cache[key] = probe.run(ns if ns is not None else self.ref)
+            except Exception as exc:
+                cache[key] = _raised(exc)
+        return cache[key]
+
+    def _probe_holds(self, probe: Any, m: Misconception) -> bool | None:
+        got = self._probe_outcome(probe)
+        if got is _NO_VALUE:
+            return None
+        want = self._probe_reference(probe)
+        if probe.holds is None:   # reproduction on a chosen input
+            theirs = self._probe_reference(probe, _modelled(self.ref, m))
+            return compare(got, theirs, tol=probe.tol) is None
+        try:
+            return bool(probe.holds(got, want))
+        except Exception:
+            return False
+
+    def _where(self, pool: list[Misconception]) -> list[str]:
+        probes = list(self.kata.diagnostics) + sorted(
+            (p for m in pool for p in m.probes), key=lambda p: not p.axes)
+        out, right = [], []
+        for probe in probes:
+            got = self._probe_outcome(probe)
+            if got is _NO_VALUE:
+                continue
+            line = where_wrong(probe, got, self._probe_reference(probe))
+            (right if line.endswith(": right") else out).append(line)
+        if right and out:
+            out.append("right " + "; ".join(r.removesuffix(": right") for r in right[:3]))
+        return out[:5]
 
     def record(self, figure: str) -> None:
         """Keep a measured figure (e.g. peak memory at each N): claims this check
         witnesses are reported with it, so a toy claim carries its own numbers."""
         self.figures.append(figure)
 
-    def fail(self, message: str, misconception: str | None = None) -> None:
-        """Fail the check; ``misconception`` (an id of this kata's) names the mistake."""
+    def fail(self, message: str, misconception: str | None = None, *,
+             diagnose: bool = False) -> None:
+        """Fail the check; ``misconception`` (an id of this kata's) names the mistake.
+        ``diagnose=True`` lets the probes name it instead (docs/DIAGNOSIS.md): for checks
+        that measure (slopes, counts) where several mistakes fail the same way."""
         m = next((m for m in self.kata.misconceptions if m.id == misconception), None)
         if m is not None:
             message += f"\nThis looks like the misconception \"{m.name}\" [{m.id}]."
             if m.explanation:
                 message += f"\n  {m.explanation}"
+        elif diagnose:
+            diagnosis = self.explain([])
+            named = diagnosis.misconceptions
+            raise KataFailure("\n".join([message, *_diagnosis_lines(diagnosis)]),
+                              named[0] if named else None, tuple(named[1:]), diagnosis)
         raise KataFailure(message, m)
 
     # -- generated inputs ---------------------------------------------------
@@ -384,3 +526,47 @@ class Ctx:
             )(seed(stable_seed(self.kata.id, self.check_id, str(self.seed)))(given(**strategies)(fn)))
 
         return wrap
+
+
+_MODELLED: dict[tuple[int, str], Namespace] = {}
+
+
+def _modelled(ref: Any, m: Misconception) -> Namespace:
+    """One namespace per (reference, misconception), so its probe outputs are cached."""
+    key = (id(ref), m.id)
+    ns = _MODELLED.get(key)
+    if ns is None or ns.base is not ref:
+        ns = _MODELLED[key] = Namespace(ref, dict(m.impls), m.id)
+    return ns
+
+
+def _raised(exc: BaseException) -> Raised:
+    kind = getattr(exc, "learner_type", type(exc).__name__)
+    text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+    return Raised(str(kind).rsplit(".", 1)[-1], text)
+
+
+def _relation_name(rel: Any) -> str:
+    if isinstance(rel, str):
+        return rel.replace("_", " ")
+    return getattr(rel, "__doc__", None) or getattr(rel, "__name__", "a known relation")
+
+
+def _diagnosis_lines(d: Diagnosis) -> list[str]:
+    """The failure's closing lines: the names (with explanation), or the closest, or where."""
+    lines = []
+    if d.named:
+        first = d.named[0]
+        lines.append(describe_named(first))
+        if first.misconception.explanation:
+            lines.append(f"  {first.misconception.explanation}")
+        for other in d.named[1:]:
+            lines.append(f"  (also consistent with \"{other.misconception.name}\" "
+                         f"[{other.misconception.id}])")
+        return lines
+    if d.closest is not None:
+        lines.append(describe_closest(d.closest))
+    if d.where:
+        lines.append("Where it goes wrong, on the diagnosis inputs:")
+        lines += [f"  {w}" for w in d.where]
+    return lines

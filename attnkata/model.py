@@ -70,13 +70,21 @@ class Misconception:
     """A known-wrong way to write the kata, recognised by its output.
 
     ``impls`` maps entry names to wrong implementations with the same signature
-    as the learner's; entries not named keep the reference.
+    as the learner's; entries not named keep the reference.  Beyond exact
+    reproduction, a misconception is recognised by its behaviour (docs/DIAGNOSIS.md):
+    ``probes`` (:class:`attnkata.diagnose.Probe`: a structured input and a predicate
+    true for the mistake's whole family), ``raises`` (``(exception type name, message
+    regex)`` pairs it produces) and ``shapes`` (shape relations of its output to the
+    answer's, e.g. ``"transposed_last_two"``; see ``diagnose.SHAPE_RELATIONS``).
     """
 
     id: str
     name: str
     impls: Mapping[str, Any]
     explanation: str = ""
+    probes: tuple[Any, ...] = ()
+    raises: tuple[tuple[str, str], ...] = ()
+    shapes: tuple[Any, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -141,6 +149,8 @@ class Kata:
     bench: Any = None
     pack: str = ""
     probes: tuple[str, ...] = ()   # modules of worker-side probes (imported before learner code)
+    diagnostics: tuple[Any, ...] = ()  # diagnose.Probe inputs that only say where output is wrong
+    variants: tuple[Fake, ...] = ()    # correct alternatives: pass every check, fire no probe
 
     def validate(self) -> None:
         """Raise :class:`MetadataError` naming what breaks the kata contract."""
@@ -167,6 +177,11 @@ class Kata:
             unknown = set(m.impls) - set(self.entries)
             if unknown:
                 problems.append(f"misconception {m.id!r} replaces unknown entries {sorted(unknown)}")
+            problems += _diagnosis_problems(m)
+        for v in self.variants:
+            unknown = set(v.impls) - set(self.entries)
+            if unknown:
+                problems.append(f"variant {v.id!r} replaces unknown entries {sorted(unknown)}")
         for c in self.claims:
             if c.scope not in SCOPES:
                 problems.append(f"claim {c.id!r}: scope {c.scope!r} not in {SCOPES}")
@@ -181,6 +196,22 @@ class Kata:
             problems.append("empty hint")
         if problems:
             raise MetadataError(f"kata {self.id!r}: " + "; ".join(problems))
+
+
+def _diagnosis_problems(m: Misconception) -> list[str]:
+    from .diagnose import SHAPE_RELATIONS, Probe
+
+    out = []
+    if any(not isinstance(p, Probe) for p in m.probes):
+        out.append(f"misconception {m.id!r}: probes must be attnkata.diagnose.Probe records")
+    if any(not (isinstance(r, tuple) and len(r) == 2 and all(isinstance(x, str) for x in r))
+           for r in m.raises):
+        out.append(f"misconception {m.id!r}: raises holds (exception type name, message regex) pairs")
+    bad = [s for s in m.shapes if isinstance(s, str) and s not in SHAPE_RELATIONS]
+    if bad:
+        out.append(f"misconception {m.id!r}: unknown shape relations {bad} "
+                   f"(known: {sorted(SHAPE_RELATIONS)})")
+    return out
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .compare import is_tensor
-from .harness import Namespace
+from .compare import compare, is_tensor
+from .harness import Ctx, Namespace, probes_off
 from .manager import Registry
 from .model import Fake, Kata, Misconception
 from .runner import FAILED, NOT_STARTED, PASSED, UNAVAILABLE, missing_requirement, run_check
@@ -27,6 +27,7 @@ class Verdict:
     subject: str      # "reference", "stub", "fake:zeros", "misconception:forgot_scale", NOTE
     ok: bool
     detail: str
+    tags: tuple[str, ...] = ()   # misconceptions: "caught", "reproduction", "probes"
 
 
 NOTE = "note"         # a remark on the kata, counted neither passed nor failed
@@ -121,7 +122,9 @@ def fakes_for(kata: Kata, reference: Any) -> list[Fake]:
 # ---------------------------------------------------------------------------
 
 def _run_all(kata: Kata, target: Any, reference: Any, root: Path | None, max_examples: int):
-    with warnings.catch_warnings(), np.errstate(all="ignore"):
+    # probes off: a check run names by reproduction (and its own ctx.fail) only, so the
+    # two ways of naming are counted apart; the probes are proved on their own below
+    with warnings.catch_warnings(), np.errstate(all="ignore"), probes_off():
         warnings.simplefilter("ignore")
         return [run_check(kata, c, target, reference, target_root=root, max_examples=max_examples,
                           shrink=False)
@@ -163,6 +166,14 @@ def check_kata(kata: Kata, registry: Registry, *, max_examples: int = 15,
                                 "ACCEPTED: no check failed — the hidden tests cannot tell"))
     for m in kata.misconceptions:
         verdicts.append(_misconception_verdict(kata, m, reference, max_examples))
+    for variant in kata.variants:
+        target = Namespace(reference, dict(variant.impls), variant.id)
+        results = _run_all(kata, target, reference, None, max_examples)
+        bad = [r for r in results if r.outcome != PASSED]
+        verdicts.append(Verdict(kata.id, f"variant:{variant.id}", not bad,
+                                "a correct variant: passes every check" if not bad else
+                                f"REJECTED by {bad[0].check}: {bad[0].message[:200]}"))
+    verdicts += silence_verdicts(kata, reference)
     classes = class_entries(kata, reference)
     if classes and kata.generic_fakes and not kata.fakes:
         verdicts.append(Verdict(kata.id, NOTE, True, f"{CLASS_NOTE} ({', '.join(classes)} "
@@ -201,10 +212,103 @@ def _misconception_verdict(kata: Kata, m: Misconception, reference: Any, max_exa
     caught = [r for r in results if r.outcome == FAILED]
     named = [r for r in caught if m.id in r.misconception_ids]
     odd = [r for r in results if r.outcome in (NOT_STARTED, UNAVAILABLE)]
-    if named:
-        return Verdict(kata.id, f"misconception:{m.id}", True, f"caught and named by {named[0].check}")
+    by_probes, probe_detail = probe_naming(kata, m, reference)
+    tags = (("caught",) if caught else ()) + (("reproduction",) if named else ()) \
+        + (("probes",) if by_probes else ())
+    subject = f"misconception:{m.id}"
+    if m.probes and not by_probes and caught:
+        return Verdict(kata.id, subject, False, f"caught; its probes do not name it: {probe_detail}",
+                       tags)
+    if named or (caught and by_probes):
+        how = " and ".join(t for t in ("reproduction", "probes") if t in tags)
+        where = named[0].check if named else caught[0].check
+        return Verdict(kata.id, subject, True, f"caught by {where}, named by {how}", tags)
     if caught:
-        return Verdict(kata.id, f"misconception:{m.id}", False,
-                       f"caught by {caught[0].check} but not named: {caught[0].message[:200]}")
+        return Verdict(kata.id, subject, False,
+                       f"caught by {caught[0].check} but not named: {caught[0].message[:200]}", tags)
     detail = "ACCEPTED: no check failed" + (f" ({odd[0].outcome})" if odd else "")
-    return Verdict(kata.id, f"misconception:{m.id}", False, detail)
+    return Verdict(kata.id, subject, False, detail, tags)
+
+
+def probe_naming(kata: Kata, m: Misconception, reference: Any) -> tuple[bool, str]:
+    """Whether ``m``'s probes alone (no reproduction of a failing input) name ``m`` first
+    when the target is its modelled implementation; and why not."""
+    if not (m.probes or m.raises or m.shapes):
+        return False, "declares no probes"
+    target = Namespace(reference, dict(m.impls), m.id)
+    ctx = Ctx(kata, target, reference, check_id="selfcheck-probes")
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        d = ctx.explain([])
+    mine = next((e for e in d.named if e.misconception.id == m.id), None)
+    if mine is None:
+        ev = next((e for e in (d.named or [d.closest]) if e is not None), None)
+        if d.named:
+            return False, (f"named \"{d.named[0].misconception.id}\" instead")
+        own = [e for e in [d.closest] if e is not None and e.misconception.id == m.id]
+        if own and own[0].disagrees:
+            return False, f"its own probe does not hold {own[0].disagrees[0]}"
+        return False, "fewer than two of its probes hold" if ev is None else \
+            f"closest is {ev.misconception.id}"
+    first = d.named[0]
+    if first is not mine and first.count > mine.count:
+        return False, f"ranked below \"{first.misconception.id}\""
+    return True, "named by its probes" + (f" (tied with {first.misconception.id})"
+                                          if first is not mine else "")
+
+
+def silence_verdicts(kata: Kata, reference: Any) -> list[Verdict]:
+    """No probe may fire on the reference or on a correct variant: a predicate that holds
+    for correct code would name a mistake that is not there."""
+    probes = [(m, p) for m in kata.misconceptions for p in m.probes]
+    if not probes:
+        return []
+    subjects = [("reference", reference)] + [
+        (f"variant {v.id}", Namespace(reference, dict(v.impls), v.id)) for v in kata.variants]
+    fired = []
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        for m, probe in probes:
+            try:
+                want = probe.run(reference)
+            except Exception as exc:
+                fired.append(f"{m.id}: the reference raises on {probe.what}: {exc}")
+                continue
+            if probe.holds is None:
+                theirs = probe.run(Namespace(reference, dict(m.impls), m.id))
+                if compare(theirs, want, tol=probe.tol) is None:
+                    fired.append(f"{m.id}: on {probe.what} the modelled mistake gives the "
+                                 f"right answer, so the input tells nothing")
+                continue
+            for label, ns in subjects:
+                try:
+                    got = want if ns is reference else probe.run(ns)
+                    hit = bool(probe.holds(got, want))
+                except Exception:
+                    hit = False
+                if hit:
+                    fired.append(f"{m.id}: fires on the {label} ({probe.what})")
+    detail = (f"{len(probes)} probes silent on the reference"
+              + (f" and {len(kata.variants)} correct variant(s)" if kata.variants else ""))
+    return [Verdict(kata.id, "silence", not fired, "; ".join(fired)[:400] if fired else detail)]
+
+
+def summary(verdicts: list[Verdict]) -> dict[str, dict[str, int]]:
+    """Per kata: misconceptions, caught, named by reproduction, named by probes, named
+    (either); and the same summed under ``"ladder"``."""
+    out: dict[str, dict[str, int]] = {}
+    for v in verdicts:
+        if not v.subject.startswith("misconception:"):
+            continue
+        row = out.setdefault(v.kata, dict(misconceptions=0, caught=0, reproduction=0, probes=0,
+                                          named=0))
+        row["misconceptions"] += 1
+        for tag in ("caught", "reproduction", "probes"):
+            row[tag] += tag in v.tags
+        row["named"] += "reproduction" in v.tags or "probes" in v.tags
+    total = dict(misconceptions=0, caught=0, reproduction=0, probes=0, named=0)
+    for row in out.values():
+        for key in total:
+            total[key] += row[key]
+    out["ladder"] = total
+    return out

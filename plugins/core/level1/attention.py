@@ -276,3 +276,180 @@ ATTENTION = Kata(
         "that promotes float32 arrays), or cast the result with .astype(q.dtype).",
     ),
 )
+
+
+# ---------------------------------------------------------------------------
+# Diagnosis by behaviour (docs/DIAGNOSIS.md): each misconception's probes are small
+# inputs chosen to tell it apart from the others, with a predicate true for every way
+# of making that mistake and false for correct code (selfcheck proves both).
+# ---------------------------------------------------------------------------
+
+from attnkata import Fake  # noqa: E402
+from attnkata.diagnose import (Probe, all_of, along, attach, attempt, check as holds,  # noqa: E402
+                               close, equals, nan_in, pick, raises, wrong_only_in)
+
+
+def _no_max(q, k, v, mask=None):
+    # source: the classic overflow of a naive softmax, exp(1000) = inf and inf/inf = NaN
+    # (d2l.ai discussion of softmax; PyTorch forum "softmax returns nan" threads)
+    s = _masked(_scores(q, k), mask)
+    e = np.exp(s)
+    return ((e / e.sum(axis=-1, keepdims=True)) @ v).astype(q.dtype)
+
+
+def _k_dot_T(q, k, v, mask=None):
+    # source: `k.T` reverses EVERY axis of a batched array (numpy docs, ndarray.T; a
+    # frequent StackOverflow question); only the last two should swap
+    s = q @ k.T / math.sqrt(q.shape[-1])
+    return (_softmax_rows(_masked(s, mask)) @ v).astype(q.dtype)
+
+
+_R = np.random.default_rng(1414)
+_Q, _K, _V = _R.standard_normal((4, 8)), _R.standard_normal((6, 8)), _R.standard_normal((6, 3))
+_Q1, _K1 = _R.standard_normal((4, 1)), _R.standard_normal((6, 1))
+_I6 = np.eye(6)
+_PART = np.array([[1, 0, 1, 1, 0, 1], [0, 1, 1, 0, 1, 1], [1, 1, 0, 1, 1, 0], [1, 0, 0, 1, 1, 1]], bool)
+_EMPTY1 = _PART.copy()
+_EMPTY1[1] = False
+_NONE = np.zeros((4, 6), bool)
+_QN, _KN = np.abs(_Q) * 3, -np.abs(_K) * 3        # every score strongly negative
+_QB, _KB = _Q * 30, _K * 30                      # scores in the ±1000s
+_Q5, _K5 = _R.standard_normal((5, 8)), _R.standard_normal((5, 8))
+_QS, _KS, _VS = _R.standard_normal((2, 5, 8)), _R.standard_normal((2, 5, 8)), _R.standard_normal((2, 5, 3))
+
+
+def _p(q, k, mask=None):
+    return _softmax_rows(_masked(_scores(q, k), mask))
+
+
+def _weights_only_where(allowed):
+    """Read off with v = identity: no weight where ``allowed`` is False, some elsewhere."""
+    return holds(lambda g, w: float(np.abs(np.asarray(g)[~allowed]).max()) < 1e-9
+                 and float(np.asarray(g).sum()) > 0.5)
+
+
+def _masked_keys_tie(mask):
+    """Every masked key of a row gets the same, non-zero weight (their scores were all
+    replaced by one finite number), while the answer gives them none."""
+    def fn(g, w):
+        g = np.asarray(g, dtype=np.float64)
+        rows = [g[i, ~mask[i]] for i in range(len(mask)) if (~mask[i]).sum() >= 2]
+        return bool(rows) and all(r.min() > 1e-6 and np.ptp(r) < 1e-9 * max(1, r.max()) for r in rows)
+    return holds(fn)
+
+
+ATTENTION = attach(
+    ATTENTION,
+    add=(
+        Misconception("no_max_subtraction", "softmax without subtracting the row max (overflows)",
+                      {"attention": _no_max},
+                      "exp(s) overflows to inf once a score passes ~709 in float64 (~88 in "
+                      "float32), and inf/inf is NaN. Subtract each row's max first: softmax is "
+                      "unchanged by a constant shift, and every exponent is then ≤ 0."),
+        Misconception("k_dot_T_batched", "k.T on a batched array (reverses every axis)",
+                      {"attention": _k_dot_T},
+                      "For [..., N, d] arrays .T reverses ALL axes, so a batch of keys becomes "
+                      "[d, N, ...]. Swap only the last two: np.swapaxes(k, -1, -2) (or "
+                      "k.transpose(-2, -1) in torch)."),
+    ),
+    probes={
+        "forgot_scale": (
+            Probe("d = 1 and d = 8", lambda ns: (attempt(lambda: ns.attention(_Q1, _K1, _V)),
+                                                 attempt(lambda: ns.attention(_Q, _K, _V))),
+                  holds(lambda g, w: close(g[0], w[0]) and not close(g[1], w[1]))),
+            Probe.of("queries divided by √d beforehand", "attention", _Q / math.sqrt(8), _K, _V,
+                     holds=equals(attend(_Q, _K, _V))),
+        ),
+        "softmax_over_queries": (
+            Probe.of("a single query", "attention", _Q[:1], _K, _V,
+                     holds=equals(_V.sum(axis=0, keepdims=True))),
+            Probe.of("v = identity (the output is the weights)", "attention", _Q, _K, _I6,
+                     holds=holds(lambda g, w: np.allclose(np.sum(g, axis=0), 1)
+                                 and not np.allclose(np.sum(g, axis=1), 1))),
+        ),
+        "mask_after_softmax": (
+            Probe.of("a partial mask, v = identity", "attention", _Q, _K, _I6, _PART,
+                     holds=equals(np.where(_PART, _p(_Q, _K), 0))),
+            Probe.of("a partial mask, v = ones (the output is each row's total weight)",
+                     "attention", _Q, _K, np.ones((6, 1)), _PART,
+                     holds=equals(np.where(_PART, _p(_Q, _K), 0).sum(axis=-1, keepdims=True))),
+        ),
+        "masked_with_zero": (
+            Probe.of("strongly negative scores, a partial mask, v = identity", "attention",
+                     _QN, _KN, _I6, _PART, holds=_masked_keys_tie(_PART)),
+            Probe.of("one fully masked row", "attention", _Q, _K, _V, _EMPTY1,
+                     holds=all_of(pick(1, equals(_V.mean(axis=0))),
+                                  holds(lambda g, w: not close(g[0], w[0])))),
+        ),
+        "masked_with_large_negative": (
+            Probe.of("one fully masked row, the others partly masked", "attention", _Q, _K, _V,
+                     _EMPTY1, holds=all_of(wrong_only_in(along(-2, 1)),
+                                           pick(1, equals(_V.mean(axis=0)))),
+                     axes=("query", "feature")),
+            Probe.of("every key masked (a padded sequence)", "attention", _Q, _K, _V, _NONE,
+                     holds=equals(np.broadcast_to(_V.mean(axis=0), (4, 3)))),
+        ),
+        "mask_inverted": (
+            Probe.of("a causal mask, v = identity", "attention", _Q5, _K5, np.eye(5), causal(5, 5),
+                     holds=_weights_only_where(~causal(5, 5))),
+            Probe.of("a partial mask, v = identity", "attention", _Q, _K, _I6, _PART,
+                     holds=_weights_only_where(~_PART)),
+        ),
+        "nan_on_empty_rows": (
+            Probe.of("one fully masked row, scores in the ±1000s elsewhere", "attention",
+                     _QB, _KB, _V, _EMPTY1, holds=all_of(nan_in(along(-2, 1)),
+                                                         wrong_only_in(along(-2, 1))),
+                     axes=("query", "feature")),
+            Probe.of("every key masked", "attention", _Q, _K, _V, _NONE,
+                     holds=holds(lambda g, w: bool(np.isnan(np.asarray(g)).all()))),
+        ),
+        "no_max_subtraction": (
+            Probe.of("scores in the ±1000s, float64, no mask", "attention", _QB, _KB, _V,
+                     holds=nan_in()),
+            Probe.of("scores in the ±100s, float32, no mask", "attention", *(
+                (a * 10).astype(np.float32) for a in (_Q, _K)), _V.astype(np.float32),
+                holds=nan_in()),
+        ),
+        "weights_transposed": (
+            Probe.of("n_q = n_k = 5, v = identity", "attention", _Q5, _K5, np.eye(5),
+                     holds=holds(lambda g, w: close(g, np.asarray(w).T) and not close(g, w))),
+            Probe.of("4 queries, 6 keys", "attention", _Q, _K, _V,
+                     holds=raises("", "mismatch|shape|size|align|broadcast")),
+        ),
+        "k_dot_T_batched": (
+            Probe("2-D inputs, then the same as a batch of 2",
+                  lambda ns: (attempt(lambda: ns.attention(_Q, _K, _V)),
+                              attempt(lambda: ns.attention(_QS, _KS, _VS))),
+                  holds(lambda g, w: close(g[0], w[0]) and not close(g[1], w[1]))),
+            Probe.of("a batch of 2, 5 queries and keys, d = 8", "attention", _QS, _KS, _VS,
+                     holds=raises("", "mismatch|shape|size|align|broadcast")),
+        ),
+    },
+    raises={"k_dot_T_batched": (("", "mismatch|shape|size|align|broadcast"),),
+            "weights_transposed": (("", "mismatch|shape|size|align|broadcast"),)},
+    diagnostics=(
+        Probe.of("a causal mask, n_q = n_k = 5", "attention", _Q5, _K5, np.eye(5)[:, :3],
+                 causal(5, 5), axes=("query", "feature")),
+        Probe.of("a batch of 2 with a partial mask", "attention", _QS, _KS, _VS,
+                 np.vstack([_PART[:, :5], [[True, True, False, True, True]]]),
+                 axes=("batch", "query", "feature")),
+    ),
+    variants=(
+        Fake("einsum_scale_queries_first", {"attention": lambda q, k, v, mask=None: (
+            _softmax_rows(_masked(np.einsum("...qd,...kd->...qk", q / math.sqrt(q.shape[-1]), k),
+                                  mask)) @ v).astype(q.dtype)}),
+        Fake("logsumexp_softmax", {"attention": lambda q, k, v, mask=None: _lse_attention(
+            q, k, v, mask)}),
+    ),
+)
+
+
+def _lse_attention(q, k, v, mask=None):
+    """A correct variant: weights as exp(s − logsumexp(s)), empty rows set to zero."""
+    s = _masked(_scores(q, k), mask)
+    m = np.max(s, axis=-1, keepdims=True)
+    safe = np.where(np.isfinite(m), m, 0.0)
+    with np.errstate(divide="ignore"):
+        lse = safe + np.log(np.exp(s - safe).sum(axis=-1, keepdims=True))
+    p = np.where(np.isfinite(lse), np.exp(s - np.where(np.isfinite(lse), lse, 0.0)), 0.0)
+    return (p @ v).astype(q.dtype)

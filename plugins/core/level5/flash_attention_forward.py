@@ -274,3 +274,141 @@ FLASH_ATTENTION_FORWARD = Kata(
            "dtypes": ["bfloat16", "float16"], "causal": [False, True],
            "flops": "4 * B * H_q * N**2 * d (halved when causal)"},
 )
+
+
+# ---------------------------------------------------------------------------
+# Diagnosis by behaviour (docs/DIAGNOSIS.md).  Inputs are built on first use (torch is
+# imported lazily here); every predicate reads plain (o, lse) tensors in the judge.
+# The tile size is the learner's choice, so the rescale probes use N = 136 keys: more
+# than one key tile for BLOCK_N from 16 to 128.
+# ---------------------------------------------------------------------------
+
+from attnkata.diagnose import Probe, attach, attempt, check as _holds, close  # noqa: E402
+
+_N_TILES = 136
+
+
+def _ramp(rising: bool, n: int = _N_TILES, dtype: str = "float32") -> tuple:
+    """q = 1, keys scoring 0 → 4 (rising: every later key tile raises the row max) or
+    4 → 0 (falling: the max is always in the first key tile)."""
+    import torch
+
+    q, _, v = Case(1, 1, 1, n, 16, dtype, False, None, 1.0, 21).tensors()
+    ramp = torch.linspace(0.0, 4.0, n, dtype=torch.float64)
+    ramp = ramp if rising else ramp.flip(0)
+    k = (ramp[None, None, :, None] * torch.ones(1, 1, n, 16, dtype=torch.float64)).to(q.dtype)
+    return torch.ones_like(q), k.to(q.device), v
+
+
+def _last_key_high(n: int = _N_TILES) -> tuple:
+    """Every key scores 0 except the last, which scores 6: only the last tile raises the max."""
+    import torch
+
+    q, k, v = _ramp(True, n)
+    k = torch.zeros_like(k)
+    k[:, :, -1] = 6.0 / 4.0   # q = 1, d = 16, scale 1/4: the last score is 6
+    return q, k, v
+
+
+def _flat(n: int = _N_TILES) -> tuple:
+    """Every key scores 0: the row max is set by the first tile and never rises."""
+    import torch
+
+    q, k, v = _ramp(True, n)
+    return q, torch.zeros_like(k), v
+
+
+def _run_pair(first: tuple, second: tuple, **kw: Any) -> Any:
+    return lambda ns: tuple(attempt(lambda a=a: getattr(ns, ENTRY)(*copy.deepcopy(a), **kw))
+                            for a in (first, second))
+
+
+def _right_then_o_wrong(tol: tuple) -> Any:
+    """Right (o and lse) on the first input; o wrong on the second."""
+    return _holds(lambda g, w: close(g[0][0], w[0][0], tol) and close(g[0][1], w[0][1], tol)
+                  and not close(g[1][0], w[1][0], tol))
+
+
+class _Lazy:
+    """Probe inputs built once, on first use (torch stays unimported until a probe runs)."""
+
+    def __init__(self, build: Any):
+        self.build, self.value = build, None
+
+    def __call__(self) -> Any:
+        if self.value is None:
+            self.value = self.build()
+        return self.value
+
+
+_GQA6 = _Lazy(lambda: Case(1, 6, 3, 17, 16, "float32", False, None, 1.0, 63).tensors())
+_GQA4 = _Lazy(lambda: Case(1, 4, 2, 17, 16, "float32", False, None, 1.0, 42).tensors())
+_PLAIN = _Lazy(lambda: Case(1, 2, 1, 24, 16, "float32", False, 0.5, 1.0, 24).tensors())
+_CAUSAL = _Lazy(lambda: Case(1, 2, 2, 17, 16, "float32", True, None, 1.0, 17).tensors())
+_ONE = _Lazy(lambda: Case(1, 1, 1, 1, 16, "float32", True, None, 1.0, 1).tensors())
+_HALVED = _Lazy(lambda: (_PLAIN()[0] * 0.5,) + tuple(_PLAIN()[1:]))
+_T32 = FWD_TOL["float32"]
+
+
+def _heads_wrong(exactly: set) -> Any:
+    """o is wrong in exactly the query heads ``exactly`` (each of them), right in the rest."""
+    def fn(g, w):
+        bad = {h for h in range(w[0].shape[1]) if not close(g[0][:, h], w[0][:, h], _T32)}
+        return bad == exactly
+    return _holds(fn)
+
+
+def _probe(what: str, inputs: Any, holds: Any, **kw: Any) -> Probe:
+    return Probe(what, lambda ns: getattr(ns, ENTRY)(*copy.deepcopy(inputs()), **kw), holds,
+                 axes=("batch", "head", "query", "feature"), tol=_T32)
+
+
+FLASH_ATTENTION_FORWARD = attach(
+    FLASH_ATTENTION_FORWARD,
+    probes={
+        # source: the FlashAttention-2 paper's online softmax (dao-2023) and Triton's
+        # fused-attention tutorial; forum threads on "flash attention wrong for long sequences"
+        "missing_rescale": (
+            Probe(f"the row max in the first key tile, then rising tile by tile (N = {_N_TILES})",
+                  lambda ns: _run_pair(_ramp(False), _ramp(True))(ns), _right_then_o_wrong(_T32),
+                  tol=_T32),
+            Probe(f"every key scoring the same (the max never rises), then only the last key "
+                  f"raising it (N = {_N_TILES})",
+                  lambda ns: _run_pair(_flat(), _last_key_high())(ns),
+                  _right_then_o_wrong(_T32), tol=_T32),
+        ),
+        "gqa_modulo": (
+            _probe("6 query heads on 3 KV heads", _GQA6, _heads_wrong({1, 2, 3, 4})),
+            _probe("4 query heads on 2 KV heads", _GQA4, _heads_wrong({1, 2})),
+        ),
+        "causal_excludes_diagonal": (
+            _probe("one query, causal (it must see its own key)", _ONE,
+                   _holds(lambda g, w: not close(g[0], w[0], _T32)), causal=True),
+            Probe("the same input without, then with, the causal mask",
+                  lambda ns: (attempt(lambda: getattr(ns, ENTRY)(*copy.deepcopy(_CAUSAL()))),
+                              attempt(lambda: getattr(ns, ENTRY)(*copy.deepcopy(_CAUSAL()),
+                                                                 causal=True))),
+                  _holds(lambda g, w: close(g[0], w[0], _T32)
+                         and not close(g[1][0][:, :, 0], w[1][0][:, :, 0], _T32)),
+                  axes=("batch", "head", "query", "feature"), tol=_T32),
+        ),
+        "lse_in_log2": (
+            _probe("sm_scale = 0.5, not causal", _PLAIN, _holds(
+                lambda g, w: close(g[0], w[0], _T32) and close(g[1], w[1] / math.log(2.0), _T32)),
+                sm_scale=0.5),
+            _probe("causal, 2 KV heads", _CAUSAL, _holds(
+                lambda g, w: close(g[0], w[0], _T32) and close(g[1], w[1] / math.log(2.0), _T32)),
+                causal=True),
+        ),
+        "forgot_sm_scale": (
+            _probe("sm_scale = 0.5 (the output is as if it were 1)", _PLAIN, _holds(
+                lambda g, w: close(g[0], _unscaled(*_PLAIN())[0], _T32)
+                and not close(g[0], w[0], _T32)), sm_scale=0.5),
+            _probe("sm_scale = 0.5 and the queries halved beforehand (the output is as if "
+                   "sm_scale were applied once)", _HALVED, _holds(
+                       lambda g, w: close(g[0], as_outputs(_PLAIN()[0], *attention64(
+                           *_PLAIN(), False, 0.5))[0], _T32) and not close(g[0], w[0], _T32)),
+                   sm_scale=0.5),
+        ),
+    },
+)
