@@ -12,7 +12,7 @@ from .common import call_shaped, dense_attention, tol
 
 UNBIASED_M = 20000          # features per estimate in the unbiasedness check
 UNBIASED_Z = 4.0            # allowed |estimate − exp(x·y)| in standard errors
-ERROR_MS = (16, 64, 256, 1024, 4096)
+ERROR_MS = (16, 64, 256, 1024)
 
 
 @st.composite
@@ -78,7 +78,7 @@ def _mean_errors(attention):
     out = []
     for m in ERROR_MS:
         errs = []
-        for t in range(4):
+        for t in range(3):
             r = np.random.default_rng(t)
             q, k = (r.standard_normal((32, 8)) * 0.5 for _ in range(2))
             v = r.standard_normal((32, 8))
@@ -92,7 +92,13 @@ def _mean_errors(attention):
        f"{', '.join(map(str, ERROR_MS))}; 32 tokens, d = 8, |q|, |k| ≈ 1.4; at least 4× from "
        f"first to last)")
 def perf_error_falls(ctx):
-    errs = _mean_errors(lambda *a: call_shaped(ctx, "performer_attention", *a))
+    def attention(q, k, v, w):
+        out = np.asarray(ctx.call("performer_attention", q, k, v, w))
+        if out.shape != (32, 8):
+            ctx.expect("performer_attention", q, k, v, w)   # says what is wrong with the shape
+        return out
+
+    errs = _mean_errors(attention)
     figures = ", ".join(f"m={m}: {e:.4f}" for m, e in zip(ERROR_MS, errs))
     ctx.record(f"mean |performer − softmax attention| {figures}")
     if not errs[-1] * 4 <= errs[0]:
@@ -206,12 +212,13 @@ PERFORMER_FEATURES = Kata(
                           "reduction), which are not used here."),
         Claim("performer-error-vs-features", "Toy, measured (NumPy, float64, seeded): 32 tokens, "
               "d = 8, q and k entries N(0, 0.25): the mean absolute error of Performer attention "
-              "against exact softmax attention (4 seeds) is 0.048, 0.023, 0.012, 0.007, 0.004 at m = "
-              "16, 64, 256, 1024, 4096 — roughly 1/√m. With entries N(0, 1) it is 0.19 at m = 16 "
-              "and still 0.066 at m = 4096: the estimator's variance grows with |q|, |k|.",
+              "against exact softmax attention (3 seeds) is about 0.05, 0.02, 0.012, 0.007 at m = 16, "
+              "64, 256, 1024 — roughly 1/√m (0.004 at m = 4096 in a one-off run). With entries "
+              "N(0, 1) a one-off run gave 0.19 at m = 16 and still 0.066 at m = 4096: the "
+              "estimator's variance grows with |q|, |k|.",
               scope="toy", source="choromanski-2021", evidence=("perf_error_falls",),
               not_claimed="Anything about trained models, long sequences or speed; the check only "
-                          "requires a 4× fall from m = 16 to m = 4096 on the first toy."),
+                          "requires a 4× fall from m = 16 to m = 1024 on the first toy."),
     ),
     hints=(
         "φ: proj = x @ w.T is [..., N, m]; subtract 0.5 * (x * x).sum(-1, keepdims=True); exp; "
