@@ -14,13 +14,21 @@ DESCRIPTION = """\
 Time the GPU katas' Triton kernels (the target's), the reference kernels and torch's
 scaled_dot_product_attention (each backend pinned) over a sweep of shapes; each is checked
 against a float32 truth on fresh inputs before it is timed (CUDA events, cold L2, median
-with p20/p80).  The target's code runs only in its sandboxed worker, where it is timed;
-this process checks that timing against its own wall clock (void beyond 10%), and a
-measured claim is made only for target code that was timed and passed.  Reports TFLOP/s,
-GB/s, % of the device's peak and speed-ups; writes JSON (attnkata.bench/1) and a PNG plot.
-Without a GPU: correctness only, and the CPU katas (level 4: the target's tiled attention
-against naive attention) are timed instead.  Exit status 1 when the target's kernel gave
-a wrong answer."""
+with p20/p80, flagged when p80/p20 > 1.05; calls under 1 ms as CUDA-graph replays). The
+target's code runs only in its sandboxed worker, where it is timed; this process checks
+that timing against its own wall clock (void beyond 10%), and a measured claim is made
+only for target code that was timed and passed. Reports TFLOP/s, GB/s, % of the device's
+peak and speed-ups; writes JSON (attnkata.bench/1) and a PNG plot. Without a GPU:
+correctness only, and the CPU katas (level 4: the target's tiled attention against naive
+attention) are timed instead. Exit status 1 when the target's kernel gave a wrong answer.
+
+--quick: one run of at most 5 minutes on one GPU (bf16, d 128: the forward causal and not
+and paged decode at 1k and 4k tokens, one forward+backward at 4k) that judges the reference
+kernels against their targets (forward >= 1x SDPA flash, causal forward >= 350 TFLOP/s,
+forward+backward >= 0.75x SDPA flash, paged decode >= 70% of HBM bandwidth), each a
+measured claim with its environment (clocks, driver, versions, SDPA's flash
+implementation), and prints them in 80 columns; JSON and a PNG plot.  Without CUDA it says
+so, times the CPU kata as above, and exits with status 3."""
 
 
 def add_command(subparsers: Any) -> argparse.ArgumentParser:

@@ -20,9 +20,10 @@ TILED_KATA = "tiled_attention"
 QUICK_NEEDS_GPU = ("attnkata bench --quick needs a CUDA GPU, and there is none here: it times the reference "
                    "Triton kernels against torch's SDPA backends on the GPU (the H100 targets), which a CPU "
                    "cannot stand in for. Without a GPU, `attnkata bench` times no GPU kernel (pytest checks "
-                   "the Triton kernels on Triton's interpreter, for correctness only) and times the CPU kata instead (level 4: the target's tiled attention against naive "
-                   "attention, a CPU toy figure); that is what runs below. Exit status 3: no GPU figure was "
-                   "measured, and every target stays unmeasured.")
+                   "the Triton kernels on Triton's interpreter, for correctness only) and times the CPU kata "
+                   "instead (level 4: the target's tiled attention against naive attention, a CPU toy "
+                   "figure); that is what runs below. Exit status 3: no GPU figure was measured, and every "
+                   "target stays unmeasured.")
 
 
 def run_cpu(opts: Any, out_dir: Path, stamp: str, target: Any, echo: Callable[[str], Any], *,

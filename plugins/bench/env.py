@@ -148,6 +148,7 @@ class DeviceInfo:
     driver: str = "unknown"
     peak: Peak | None = None
     clocks: dict = field(default_factory=dict)   # :func:`clocks`: pinned (max/application) clocks
+    smi_id: str = "0"                            # how nvidia-smi / NVML name it (PCI bus id)
 
     def peak_tflops(self, dtype: str) -> float | None:
         return self.peak.tflops.get(dtype) if self.peak else None
@@ -158,6 +159,7 @@ class DeviceInfo:
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["peak"] = asdict(self.peak) if self.peak else "unknown peak"
+        data.pop("smi_id", None)
         return data
 
 
@@ -172,7 +174,7 @@ def describe_device(index: int = 0) -> DeviceInfo:
                       sm_count=props.multi_processor_count, memory_gib=round(memory_gib, 1),
                       l2_bytes=int(getattr(props, "L2_cache_size", 0) or 0),
                       driver=driver_version(), peak=lookup_peak(props.name, memory_gib),
-                      clocks=clocks(_smi_id(props, index)).get("pinned", {}))
+                      clocks=clocks(_smi_id(props, index)).get("pinned", {}), smi_id=_smi_id(props, index))
 
 
 def _smi_id(props: Any, index: int) -> str:
@@ -180,7 +182,9 @@ def _smi_id(props: Any, index: int) -> str:
     nvidia-smi's differ under CUDA_VISIBLE_DEVICES), else the index."""
     bus = getattr(props, "pci_bus_id", None)
     if bus is not None:
-        return f"{int(getattr(props, 'pci_domain_id', 0) or 0):08X}:{int(bus):02X}:{int(getattr(props, 'pci_device_id', 0) or 0):02X}.0"
+        domain = int(getattr(props, "pci_domain_id", 0) or 0)
+        device = int(getattr(props, "pci_device_id", 0) or 0)
+        return f"{domain:08X}:{int(bus):02X}:{device:02X}.0"
     return str(index)
 
 
@@ -339,7 +343,8 @@ def sdpa_info(probe: Any = None) -> dict[str, Any]:
     try:
         import torch.nn.attention as attention
 
-        active = attention.current_flash_attention_impl() if hasattr(attention, "current_flash_attention_impl") else None
+        current = getattr(attention, "current_flash_attention_impl", None)
+        active = current() if current is not None else None
         tag = attention._get_flash_version() if hasattr(attention, "_get_flash_version") else "?"
         info["flash_impl"] = active or f"built-in FlashAttention-2 (torch's tag {tag})"
         info["flash_impls_registered"] = (attention.list_flash_attention_impls()

@@ -9,7 +9,6 @@ Either way a JSON document in the ``attnkata.bench/1`` envelope is written.
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -275,7 +274,7 @@ def _run_gpu(opts: BenchOptions, registry: Any, target: Any, kernels: Any, out_d
     gpu = gpu or describe_device()
     device = device or "cuda"
     on_cuda = str(device).startswith("cuda")
-    sampled = {"before": read_clocks().get("sampled", {}) if on_cuda else "not sampled (no CUDA)"}
+    sampled = {"before": read_clocks(gpu.smi_id).get("sampled", {}) if on_cuda else "not sampled (no CUDA)"}
     timer = timer or CudaEventTimer(cold_l2=opts.cold_l2, warmup_ms=opts.warmup_ms, rep_ms=opts.rep_ms,
                                     l2_bytes=gpu.l2_bytes)
     cases = opts.cases()
@@ -298,7 +297,7 @@ def _run_gpu(opts: BenchOptions, registry: Any, target: Any, kernels: Any, out_d
     rows = run_sweep(cases, candidates, timer=timer, device=device, seed=opts.seed, echo=echo,
                      budget_s=opts.budget_s)
     if on_cuda:
-        sampled["after"] = read_clocks().get("sampled", {})
+        sampled["after"] = read_clocks(gpu.smi_id).get("sampled", {})
     res.add_metrics(rows, {dt: gpu.peak_tflops(dt) for dt in dtypes}, gpu.peak_gbps())
     summary = res.summarise(rows)
     claims = res.gpu_claims(summary, rows, env, katas)

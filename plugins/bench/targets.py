@@ -200,7 +200,8 @@ def _unit(metric: str) -> str:
 def _shape_text(t: Target, row: dict) -> str:
     s = row["shape"]
     if t.kind == "paged_decode":
-        return f"{t.dtype}, d={s['d']}, S={s['B']} sequences of N={s['N']}, H={s['H_q']}/{s['H_kv']}, page {s['page_size']}"
+        return (f"{t.dtype}, d={s['d']}, S={s['B']} sequences of N={s['N']}, H={s['H_q']}/{s['H_kv']}, "
+                f"page {s['page_size']}")
     return f"{t.dtype}, d={s['d']}, N={s['N']}, B={s['B']}, H={s['H_q']}, {'causal' if s['causal'] else 'not causal'}"
 
 
