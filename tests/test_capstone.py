@@ -141,6 +141,19 @@ def test_stubs_fall_back_to_the_reference_and_say_so(capsys, tmp_path):
         assert ran[kata]["source"] == "reference" and "not started" in ran[kata]["why"]
 
 
+def test_a_kata_answering_the_wrong_shape_is_named_and_the_run_goes_on(capsys, tmp_path):
+    folder = tmp_path / "learner"
+    (folder / "level1").mkdir(parents=True)
+    (folder / "level1" / "rope.py").write_text(
+        "def rope(x, positions, base=10000.0):\n    return x[..., :-1]\n")
+    code, report = serve_json(capsys, tmp_path, "--target", str(folder), "--use", "rope",
+                              "--max-new-tokens", "4", "--gamma", "1")
+    assert code == 1 and report["tokens"] == 4 and report["divergence"] is None
+    assert report["culprit"]["kata"] == "rope" and report["culprit"]["step"] == 0
+    assert "returned shape (4, 58, 31) where the reference returns shape (4, 58, 32)" in \
+        report["culprit"]["what"]   # q: 4 heads, the 58-byte default prompt, d = 32
+
+
 def test_serve_refuses_a_prompt_past_the_context(capsys, tmp_path):
     from attnkata.cli import main
 

@@ -20,7 +20,9 @@ def verdict(report: dict) -> list[str]:
                      f"logits at position {div['position']} differ from the reference model's by "
                      f"{div['error']:.3g} (tolerance {div['tolerance']:g}).")
     if culprit:
-        lines.append(f"✘ responsible: {culprit['kata']} ({culprit['file']}): its first answer "
+        lead = "responsible" if div or report.get("failed") else "a wrong answer, though no " \
+            "step's logits left the tolerance"
+        lines.append(f"✘ {lead}: {culprit['kata']} ({culprit['file']}): its first answer "
                      f"unlike the reference's on the same inputs came at {culprit['where']}: "
                      f"{culprit['what']}.")
     elif div:

@@ -86,6 +86,10 @@ def main(args: argparse.Namespace) -> int:
                                  stream.token if stream else lambda t, s: None)
     except LearnerFailed as exc:
         failed, result = exc, None
+    except Exception as exc:  # a learner's wrong answer broke a later step: name it, else ours
+        if not kit.order:
+            raise
+        failed, result = LearnerFailed(kit.order[0], exc), None
     finally:
         kit.close()
         torch.set_num_threads(threads)
