@@ -207,13 +207,52 @@ def rebuild_tensor(data: TensorData) -> Any:
 
 
 def fast_reduce(obj: Any) -> Any:
-    """A cheaper pickle for contiguous CPU tensors (torch's own costs ~50 µs each way)."""
+    """A cheaper pickle for contiguous CPU tensors (torch's own costs ~50 µs each way).
+
+    Other tensors take torch's own pickle, which keeps their strides and storage. A
+    NumPy view that is neither C- nor Fortran-ordered (every other row, a column slice)
+    would arrive as a contiguous copy: it crosses as :func:`array_view_data`, so the
+    learner's code meets the strides a check chose."""
     t = type(obj)
     if t.__name__ in ("Tensor", "Parameter") and (t.__module__ or "").startswith("torch"):
         if obj.device.type == "cpu" and obj.is_contiguous() and not obj.is_sparse and (
                 obj.grad_fn is None):
             return rebuild_tensor, (tensor_data(obj),)
+    elif t.__name__ == "ndarray" and t.__module__ == "numpy" and obj.ndim and not (
+            obj.flags.c_contiguous or obj.flags.f_contiguous):
+        view = array_view_data(obj)
+        if view is not None:
+            return rebuild_array_view, view
     return NotImplemented
+
+
+def array_view_data(a: Any) -> tuple | None:
+    """``(span, dtype, shape, strides, offset)`` of a strided NumPy view: ``span`` is a
+    copy of the bytes of its buffer from the lowest to the highest byte it reaches, and
+    ``offset`` where its first element sits in them. None when the buffer is not a
+    contiguous NumPy array (then the view is sent as an ordinary copy)."""
+    import numpy as np
+
+    root = a
+    while isinstance(root.base, np.ndarray):
+        root = root.base
+    if root.base is not None or not (root.flags.c_contiguous or root.flags.f_contiguous) or (
+            a.dtype.hasobject or a.size == 0):
+        return None
+    bounds = getattr(np, "byte_bounds", None) or np.lib.array_utils.byte_bounds
+    lo, hi = bounds(a)
+    start = root.__array_interface__["data"][0]
+    raw = root.reshape(-1, order="A").view(np.uint8)
+    span = raw[lo - start:hi - start].copy()
+    return (span, a.dtype, tuple(a.shape), tuple(a.strides),
+            a.__array_interface__["data"][0] - lo)
+
+
+def rebuild_array_view(span: Any, dtype: Any, shape: tuple, strides: tuple, offset: int) -> Any:
+    """Unpickling hook for :func:`array_view_data`: the same view, over ``span``."""
+    import numpy as np
+
+    return np.ndarray(shape, dtype, buffer=span, offset=offset, strides=strides)
 
 
 def raised(exc: BaseException, root: Any = None, not_started: bool = False) -> Raised:

@@ -111,7 +111,9 @@ def flash_fwd_kernel(Q, K, V, Out, LSE, sm_scale,
     Q, K, V, Out : pointers to element [0, 0, 0, 0] of q, k, v, o
     LSE          : float32, contiguous [B, H_q, N]: the row of program (z, h) starts at
                    LSE + (z * H_Q + h) * N
-    stride_*     : element strides; z = batch, h = head, m/n = query/key position, k = feature
+    stride_*     : element strides; z = batch, h = head, m/n = query/key position, k = feature.
+                   q, k, v may be views (transposed, sliced, [B, N, H, d] storage): rows
+                   need not be HEAD_DIM apart, so address every load and store by them
     H_Q, GROUP   : query heads, and query heads per KV head (H_q // H_kv)
     N            : sequence length (queries and keys); HEAD_DIM = d
     CAUSAL       : query i sees keys j <= i only

@@ -9,6 +9,7 @@ from typing import Any
 from attnkata import Claim, Fake, Kata, Misconception, Prediction
 from attnkata.compare import compare
 from attnkata.harness import KataFailure
+from attnkata.layouts import layout_check, row_stride_ignored
 
 from .common import (FWD_TOL, Case, as_outputs, attention64, cases, interpreting,
                             kernel_check, refuse_torch_attention, scale_of, scores64)
@@ -155,6 +156,21 @@ def fwd_no_torch_attention(ctx):
     expect_forward(ctx, case, (q, k, v))
 
 
+def _layout_cases(ctx):
+    for case in (Case(1, 4, 2, 17, 16, "float32", True, None, 1.0, 51),
+                 Case(2, 2, 1, 20, 16, "float16", False, 0.3, 1.0, 52)):
+        q, k, v = case.tensors()
+        yield (q, k, v), {"causal": case.causal, "sm_scale": case.sm_scale}
+
+
+fwd_strided_inputs = layout_check(
+    ENTRY, _layout_cases,
+    "honours strides: q, k, v as transposed, sliced and head-interleaved ([B, N, H, d]) views",
+    id="fwd_strided_inputs", layouts=("transposed", "sliced", "heads_interleaved"),
+    tol=lambda args, kwargs: FWD_TOL[str(args[0].dtype).replace("torch.", "")],
+    decorator=kernel_check)
+
+
 # ---------------------------------------------------------------------------
 # Misconceptions (torch versions of what the buggy kernels compute)
 # ---------------------------------------------------------------------------
@@ -175,6 +191,13 @@ def _unscaled(q, k, v, causal=False, sm_scale=None):
     return as_outputs(q, *attention64(q, k, v, causal, sm_scale, scale=1.0))
 
 
+def _row_stride_ignored(q, k, v, causal=False, sm_scale=None):
+    """The kernel steps rows by HEAD_DIM and features by 1 (stride_qm, stride_qk and
+    their k, v, o cousins unused): right on contiguous inputs, wrong on views."""
+    q, k, v = (row_stride_ignored(t) for t in (q, k, v))
+    return as_outputs(q, *attention64(q, k, v, causal, sm_scale))
+
+
 def _sdpa_shortcut(q, k, v, causal=False, sm_scale=None):
     import torch
     import torch.nn.functional as F
@@ -192,7 +215,7 @@ FLASH_ATTENTION_FORWARD = Kata(
     path="level5/flash_attention_forward.py",
     entries=(ENTRY,),
     checks=(fwd_matches_reference, fwd_matches_float64, fwd_gqa_groups, fwd_causal_diagonal,
-            fwd_online_rescale, fwd_no_torch_attention),
+            fwd_online_rescale, fwd_no_torch_attention, fwd_strided_inputs),
     predictions=(
         Prediction("tile_flops", "FLOPs of one inner-loop step at BLOCK_M = BLOCK_N = 64, d = 64: "
                    "the two matmuls Q·Kᵀ and P·V, a multiply-add counted as 2", 1_048_576,
@@ -232,6 +255,16 @@ FLASH_ATTENTION_FORWARD = Kata(
                       {ENTRY: _unscaled},
                       "Multiply q·kᵀ by sm_scale (1/√d by default) before the max and the exp; "
                       "lse is the log-sum-exp of the SCALED scores."),
+        # source: Triton's fused-attention tutorial passes every stride; issues on
+        # FlashAttention and Triton kernels giving wrong output for transposed or
+        # non-contiguous q/k/v (a kernel that steps rows by HEAD_DIM)
+        Misconception("row_stride_ignored", "assumed contiguous: stepped rows by HEAD_DIM and "
+                      "features by 1, ignoring stride_qm/stride_qk (and k's, v's, o's)",
+                      {ENTRY: _row_stride_ignored},
+                      "q, k and v may be views — q from proj(x).view(B, N, H, d).transpose(1, 2) "
+                      "has rows H·d elements apart. Address element [z, h, m, c] as "
+                      "Q + z·stride_qz + h·stride_qh + m·stride_qm + c·stride_qk, and the same "
+                      "for K, V and Out with their own strides."),
     ),
     claims=(
         Claim("flash-forward-matches",
