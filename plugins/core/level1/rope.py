@@ -6,6 +6,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from attnkata import Claim, Kata, Misconception, Prediction, check
+from attnkata.layouts import covers, layout_check
 from attnkata.strategies import FLOAT_DTYPES, SCALES, batch_dims, filled, seeds, sizes
 
 from .common import call_shaped, rope_tol
@@ -89,6 +90,29 @@ def rope_relative_scores(ctx):
                   f"rope(q, m)·rope(k, n)", rerun=scores)
 
 
+@covers("large_positions")
+@check("float32 at positions 10⁵ to 10⁶: angles in float64 keep every pair's turn exact")
+def rope_large_positions(ctx):
+    # Tolerance from float32 rounding of the output alone: against float64 arithmetic the
+    # reference is off by at most 0.42·ε·max|x| here, and another correct float32
+    # implementation by 0.51·ε·max|x| (measured over 600 random cases); 4·ε·max|x| allows
+    # 8×. Angles rounded to float32 (p·θ at p = 10⁶ is off by up to ~0.06 rad) miss it by
+    # more than 17,000·ε·max|x|.
+    eps = float(np.finfo(np.float32).eps)
+    positions = np.array([100_000, 131_071, 250_000, 524_287, 999_999, 1_000_000])
+    for base in (10000.0, 500000.0):
+        x = ctx.rng.standard_normal((2, 6, 64)).astype(np.float32)
+        ctx.expect("rope", x, positions, base=base, tol=(1e-6, 4 * eps * float(np.abs(x).max())))
+
+
+rope_strided_inputs = layout_check(
+    "rope", lambda ctx: [((ctx.rng.standard_normal((2, 5, 8)), np.array([0, 3, 1, 9, 40])), {}),
+                         ((ctx.rng.standard_normal((7, 6)).astype(np.float32),
+                           np.arange(7) + 100), {"base": 500.0})],
+    "transposed, sliced and Fortran-ordered x (views of other buffers) give the same rotation",
+    id="rope_strided_inputs", layouts=("transposed", "sliced", "fortran"), which=(0,))
+
+
 def _angles(positions, d, base, exponent=2.0):
     i = np.arange(d // 2)
     return np.asarray(positions, dtype=np.float64)[:, None] * base ** (-exponent * i / d)
@@ -110,6 +134,18 @@ def _rotate_half(x, positions, base=10000.0):
     return np.concatenate([x1 * cos - x2 * sin, x1 * sin + x2 * cos], axis=-1)
 
 
+def _angles_in_x_dtype(x, positions, base=10000.0):
+    d = x.shape[-1]
+    i = np.arange(d // 2, dtype=x.dtype)
+    inv_freq = (np.asarray(base, dtype=x.dtype) ** (-2 * i / np.asarray(d, dtype=x.dtype)))
+    theta = np.asarray(positions).astype(x.dtype)[:, None] * inv_freq.astype(x.dtype)
+    cos, sin = np.cos(theta), np.sin(theta)
+    out = np.empty_like(x)
+    out[..., 0::2] = x[..., 0::2] * cos - x[..., 1::2] * sin
+    out[..., 1::2] = x[..., 0::2] * sin + x[..., 1::2] * cos
+    return out
+
+
 def _wrong_exponent(x, positions, base=10000.0):
     return _rotate_pairs(x, _angles(positions, x.shape[-1], base, exponent=1.0))
 
@@ -129,7 +165,7 @@ ROPE = Kata(
     path="level1/rope.py",
     entries=("rope",),
     checks=(rope_matches_reference, rope_worked_examples, rope_position_zero, rope_preserves_norms,
-            rope_relative_scores),
+            rope_relative_scores, rope_large_positions, rope_strided_inputs),
     predictions=(
         Prediction("pair1_angle", "d = 8, base = 10000, position 3: the rotation angle (radians) "
                    "of pair i = 1, features (2, 3)", 0.3, rel_tol=1e-6,
@@ -152,6 +188,13 @@ ROPE = Kata(
         Misconception("opposite_direction", "rotated in the opposite direction (sign of sin flipped)",
                       {"rope": _opposite},
                       "A rotation by +θ maps (a, b) to (a·cosθ − b·sinθ, a·sinθ + b·cosθ)."),
+        # source: long-context RoPE precision reports on the Hugging Face transformers and
+        # vLLM trackers (inv_freq and position·inv_freq kept in float32 or bf16)
+        Misconception("angles_low_precision", "computed the angles p·base^(−2i/d) in float32 "
+                      "(x's dtype) instead of float64", {"rope": _angles_in_x_dtype},
+                      "float32 keeps about 7 significant digits: at position 10⁶ the angle "
+                      "p·θ is off by up to ~0.06 rad, so far-apart tokens get visibly wrong "
+                      "rotations. Build the angle table in float64 and cast only cos and sin."),
         Misconception("index_not_positions", "used the row index instead of the given positions",
                       {"rope": _index_positions},
                       "Positions are an argument: a cached chunk may start at position 100, and "
