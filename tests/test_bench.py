@@ -25,7 +25,7 @@ from attnkata.manager import Registry  # noqa: E402
 from attnkata.target import TargetSpec  # noqa: E402
 from attnkata_plugins.bench import oracle  # noqa: E402
 from attnkata_plugins.bench import results as res  # noqa: E402
-from attnkata_plugins.bench.cases import Case, flash_flops, sweep  # noqa: E402
+from attnkata_plugins.bench.cases import DENSE_LABEL, GATHER_LABEL, Case, flash_flops, sweep  # noqa: E402
 from attnkata_plugins.bench.env import DeviceInfo, form_factor, lookup_peak  # noqa: E402
 from attnkata_plugins.bench.options import BenchOptions  # noqa: E402
 from attnkata_plugins.bench.run import bench_specs, run_bench  # noqa: E402
@@ -87,7 +87,7 @@ def fake_run(tmp_path_factory):
     registry = Registry(packs={"t": Pack("t", tuple(katas), root, references)}, katas=katas)
     out = tmp_path_factory.mktemp("bench")
     opts = BenchOptions(sizes=(24,), head_dims=(16,), dtypes=("fp16",),
-                        kinds=("flash_fwd", "flash_bwd", "paged_decode"),
+                        kinds=("flash_fwd", "flash_bwd", "flash_fwdbwd", "paged_decode"),
                         tokens=24, width=32, decode_batch=2, out=out)
     timer = FakeTimer()
     lines = []
@@ -235,6 +235,14 @@ def test_fake_run_figures(fake_run):
     assert bwd and all(r["status"] == "ok" and r["flops"] == int(2.5 * flash_flops(1, 2, 24, 16, r["shape"]["causal"]))
                        for r in bwd)
     assert all(r["autotune"] for r in bwd)  # the reference's chosen configs are recorded
+    both = _rows(run, "flash_fwdbwd", "reference")  # the reference forward, then its backward: one call
+    assert both and all(r["status"] == "ok" and r["flops"] == int(3.5 * flash_flops(1, 2, 24, 16, r["shape"]["causal"]))
+                        for r in both)
+    assert all(r["status"] == "ok" for r in _rows(run, "flash_fwdbwd", "sdpa_math"))  # SDPA forward + autograd
+    for name in ("sdpa_flash", "sdpa_math", "sdpa_gather"):  # decode's SDPA rows say what they stand for
+        rows = _rows(run, "paged_decode", name)
+        assert rows and all(r["label"] == (GATHER_LABEL if name == "sdpa_gather" else DENSE_LABEL) for r in rows)
+    assert all(r["status"] == "ok" for r in _rows(run, "paged_decode", "sdpa_gather"))
     summary = {(s["kind"], s["candidate"]): s for s in run.data["summary"]}
     target = summary[("flash_fwd", "target")]
     assert target["shapes_ok"] == 2 and target["speedup"]["reference"]["geomean"] == pytest.approx(
@@ -257,7 +265,7 @@ def test_fake_run_writes_a_valid_envelope_and_plots(fake_run):
     backends = {r["sdpa_backend"] for r in saved["rows"] if r["candidate"].startswith("sdpa")}
     assert backends >= {"FLASH_ATTENTION", "MATH"}
     plots = saved["files"]["plots"]
-    assert all(Path(p).exists() for p in plots) and len(plots) == 4  # the targets, and one per kind
+    assert all(Path(p).exists() for p in plots) and len(plots) == 5  # the targets, and one per kind
     assert plots[0].endswith("-targets.png")
 
 
