@@ -194,8 +194,13 @@ def _unscaled(q, k, v, causal=False, sm_scale=None):
 def _row_stride_ignored(q, k, v, causal=False, sm_scale=None):
     """The kernel steps rows by HEAD_DIM and features by 1 (stride_qm, stride_qk and
     their k, v, o cousins unused): right on contiguous inputs, wrong on views."""
-    q, k, v = (row_stride_ignored(t) for t in (q, k, v))
-    return as_outputs(q, *attention64(q, k, v, causal, sm_scale))
+    import torch
+
+    o, lse = as_outputs(q, *attention64(*(row_stride_ignored(t) for t in (q, k, v)), causal,
+                                        sm_scale))
+    out = torch.empty_like(q)        # the launcher's o: laid out like q when q is dense
+    row_stride_ignored(out).copy_(o)  # and stored as if it were packed too
+    return out, lse
 
 
 def _sdpa_shortcut(q, k, v, causal=False, sm_scale=None):
@@ -308,6 +313,22 @@ FLASH_ATTENTION_FORWARD = Kata(
            "flops": "4 * B * H_q * N**2 * d (halved when causal)"},
 )
 
+
+# ---------------------------------------------------------------------------
+# Where learners go wrong — a source note per misconception:
+# - missing_rescale: milakov-2018 and dao-2023's online softmax; deepseek-ai/FlashMLA#177
+#   (the rescale factor written exp(m_new − m_old)); PaddleJitLab/CUDATutorial#69 (a
+#   learner's online-softmax update that looked right because NaN compared as 0).
+# - gqa_modulo: ggml-org/llama.cpp#25315 (modulo instead of division mapping heads);
+#   ekzhang/jax-js#180 (KV heads tiled instead of repeated).
+# - causal_excludes_diagonal: the diagonal and alignment confusion around causal masks
+#   (Dao-AILab/flash-attention#517, pytorch/pytorch#108108).
+# - lse_in_log2: lightseekorg/tokenspeed#571 and ROCm/aotriton#108 (an exp2 kernel
+#   storing base-2 LSE where consumers expect natural log); triton-lang/triton#2700 (why
+#   the tutorial uses exp2).
+# - forgot_sm_scale: vaswani-2017 §3.2.1; the Triton tutorial folds sm_scale into
+#   qk_scale, so a kernel written without it differs only when d > 1.
+# ---------------------------------------------------------------------------
 
 # ---------------------------------------------------------------------------
 # Diagnosis by behaviour (docs/DIAGNOSIS.md).  Inputs are built on first use (torch is

@@ -7,6 +7,7 @@ from typing import Any
 from hypothesis import strategies as st
 
 from attnkata import Claim, Fake, Kata, Misconception, Prediction
+from attnkata.layouts import layout_check
 
 from .common import device, dtype_names, kernel_check, torch_calls, torch_dtype
 
@@ -77,6 +78,14 @@ def softmax_is_a_kernel(ctx):
         ctx.fail(f"triton_softmax: rows must sum to 1, got sums {sums.tolist()}")
 
 
+softmax_views = layout_check(
+    "triton_softmax",
+    lambda ctx: [((_matrix((5, 17), "float32", 2.0, 21),), {}),
+                 ((_matrix((4, 40), "float16", 3.0, 22),), {})],
+    "every other row of a wider buffer (NaN between rows) and a transposed view",
+    id="softmax_views", layouts=("sliced", "transposed"), decorator=kernel_check)
+
+
 _TORCH_MATH = ("softmax", "log_softmax", "special_softmax", "special_log_softmax", "exp", "exp2",
                "exp_", "logsumexp", "sigmoid", "special_expit")
 
@@ -123,7 +132,7 @@ TRITON_SOFTMAX = Kata(
     path="level5/triton_softmax.py",
     entries=("triton_softmax",),
     checks=(softmax_matches_reference, softmax_no_overflow, softmax_ragged_rows,
-            softmax_strided_rows, softmax_is_a_kernel),
+            softmax_strided_rows, softmax_is_a_kernel, softmax_views),
     predictions=(
         Prediction("programs", "x is [1000, 300]: how many programs does the launcher start?",
                    1000, kind="exact", why="One program per row: the grid is (n_rows,)."),
