@@ -132,8 +132,9 @@ def flash_attention_backward(q, k, v, o, lse, do, causal=False, sm_scale=None):
 
     q, o, do: [B, H_q, N, d]; k, v: [B, H_kv, N, d] (H_kv divides H_q); lse: float32
     [B, H_q, N] from the forward (natural log). Returns gradients shaped and typed like
-    q, k, v; a KV head's gradient sums over the query heads that share it. Written for
-    you: the learner's part is the three kernel bodies.
+    q, k, v; a KV head's gradient sums over the query heads that share it. Inputs may be
+    views in any layout: the launcher makes each contiguous, so the kernels see one
+    layout per role. Written for you: the learner's part is the three kernel bodies.
     """
     B, H_q, N, d = q.shape  # (B, H_q, N, d)
     H_kv = k.shape[1]  # k, v: (B, H_kv, N, d)

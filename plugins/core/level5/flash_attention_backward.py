@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from attnkata import Claim, Fake, Kata, Misconception, Prediction
+from attnkata.layouts import layout_check
 
 from .common import (BWD_TOL, Case, as_outputs, attention64, cases, kernel_check,
                             refuse_torch_attention, scale_of, scores64)
@@ -54,6 +55,23 @@ def grads64(q, k, v, o, lse, do, causal=False, sm_scale=None, *, delta=True, gro
 # ---------------------------------------------------------------------------
 # Checks
 # ---------------------------------------------------------------------------
+
+def _layout_cases(ctx):
+    for case in (Case(1, 4, 2, 17, 16, "float32", True, None, 1.0, 31),
+                 Case(1, 2, 1, 20, 16, "float16", False, 0.3, 1.0, 32)):
+        yield backward_inputs(case), {"causal": case.causal, "sm_scale": case.sm_scale}
+
+
+# q and k as views while v, o and do stay packed: roles that share one set of strides in
+# the kernels get different layouts, so only the launcher's .contiguous() makes it right
+bwd_strided_inputs = layout_check(
+    ENTRY, _layout_cases,
+    "q and k as transposed, sliced and head-interleaved views, v, o and do packed: the "
+    "launcher's .contiguous() gives every role one layout",
+    id="bwd_strided_inputs", layouts=("transposed", "sliced", "heads_interleaved"),
+    which=(0, 1), tol=lambda args, kwargs: BWD_TOL[str(args[0].dtype).replace("torch.", "")],
+    decorator=kernel_check)
+
 
 def _expect(ctx: Any, case: Case, inputs: tuple | None = None) -> Any:
     inputs = inputs or backward_inputs(case)
@@ -128,7 +146,8 @@ FLASH_ATTENTION_BACKWARD = Kata(
     title="FlashAttention backward in Triton: recompute P from the lse",
     path="level5/flash_attention_backward.py",
     entries=(ENTRY,),
-    checks=(bwd_matches_reference, bwd_matches_autograd, bwd_gqa_group_sum, bwd_no_torch_attention),
+    checks=(bwd_matches_reference, bwd_matches_autograd, bwd_gqa_group_sum, bwd_no_torch_attention,
+            bwd_strided_inputs),
     predictions=(
         Prediction("backward_matmuls", "tile-sized matmuls per (query tile, key tile) pair in the "
                    "backward (the forward has 2: Q·Kᵀ and P·V)", 5, kind="exact",
