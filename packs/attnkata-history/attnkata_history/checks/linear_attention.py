@@ -237,9 +237,10 @@ LINEAR_ATTENTION = Kata(
     checks=(lin_feature, lin_match, lin_causal_match, lin_worked_example, lin_equals_quadratic,
             lin_causality, lin_memory_linear, lin_causal_memory_linear),
     predictions=(
-        Prediction("negative_weight", "can φ(q_i)·φ(k_j) be negative? (choose: yes, no)", "no",
-                   kind="choice", choices=("yes", "no"),
-                   why="Every entry of φ is positive (x + 1 > 1 or eˣ > 0), so every dot product is."),
+        Prediction("state_size", "numbers in the causal form's state (S_i and z_i), d = d_v = 64",
+                   4160, kind="exact",
+                   why="S_i is d × d_v = 4096 numbers and z_i has d = 64: 4160, the same at token 10 "
+                       "and token 10 million — the RNN view."),
         Prediction("flop_ratio", "N = 4096, d = d_v = 64: quadratic over linear multiply-adds", 64.0,
                    rel_tol=0.05,
                    why="Quadratic: N²d + N²d_v = 2N²d; linear: Nd·d_v twice = 2Nd·d_v; the ratio "

@@ -8,14 +8,14 @@ plain dot product of two feature vectors, φ(q)·φ(k), the N × N table would n
 needed: Σ_j (φ(q)·φ(k_j)) v_j = φ(q)ᵀ (Σ_j φ(k_j) v_jᵀ), and the bracket — a small
 d × d_v matrix — is the same for every query. Compute it once (cost N·d·d_v), then
 each query reads it (again N·d·d_v). Nothing grows like N². They chose
-φ(x) = elu(x) + 1, which is positive, so the weights stay positive.
+φ(x) = elu(x) + 1.
 With a causal mask, query i may only use keys up to i: keep the bracket as a running
 sum and add one key at a time. That is a recurrent network whose state is the
 d × d_v matrix S and the d-vector z — the "transformers are RNNs" of the title.
 
 The math
 --------
-    φ(x) = elu(x) + 1 = x + 1 (x > 0),  eˣ (x ≤ 0)      elementwise, always > 0
+    φ(x) = elu(x) + 1 = x + 1 (x > 0),  eˣ (x ≤ 0)      elementwise
     S = Σ_j φ(k_j) v_jᵀ      [d, d_v]        z = Σ_j φ(k_j)      [d]
     o_i = φ(q_i)ᵀ S / (φ(q_i)ᵀ z)                               [d_v]
     causal: S_i = S_{i−1} + φ(k_i) v_iᵀ,  z_i = z_{i−1} + φ(k_i),  o_i = φ(q_i)ᵀ S_i / (φ(q_i)ᵀ z_i)
@@ -43,8 +43,9 @@ import numpy as np
 
 # --- Predict first ------------------------------------------------------------
 PREDICTIONS = {
-    # Can a weight φ(q_i)·φ(k_j) ever be negative? Choose one: "yes", "no".
-    "negative_weight": ...,
+    # The causal (RNN) form with d = 64, d_v = 64: how many numbers does its state
+    # (S_i and z_i together) hold, whatever N is? An integer.
+    "state_size": ...,
     # N = 4096, d = d_v = 64: how many times more multiply-adds does the quadratic form
     # (φ(Q)φ(K)ᵀ, then times V) need than the linear form (φ(K)ᵀV, then φ(Q) times it)?
     # Count only those matrix products. A number.

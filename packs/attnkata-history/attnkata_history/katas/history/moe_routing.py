@@ -27,8 +27,7 @@ The math
 - experts int64 [T, k]; gates [T, k] in logits' dtype, each row sums to 1
 - slots int64 [T, k]: the position in the expert's buffer, −1 when dropped
 - x [T, d]; w [E, d, d_out]: expert e is the linear map x ↦ x @ w[e]
-- f_e counts hard assignments, P_e soft probabilities: their product is smallest (1)
-  when both are uniform
+- f_e counts hard assignments (no gradient flows through it), P_e soft probabilities
 
 Worked example
 --------------

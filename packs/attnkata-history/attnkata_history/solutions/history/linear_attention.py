@@ -3,7 +3,7 @@
 import numpy as np
 
 PREDICTIONS = {
-    "negative_weight": "no",
+    "state_size": 4160,
     "flop_ratio": 64.0,
 }
 
