@@ -10,6 +10,7 @@ timing checked against this process's clock.
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Any, Callable
 
@@ -32,7 +33,7 @@ def run_cpu(opts: Any, out_dir: Path, stamp: str, target: Any, echo: Callable[[s
     from .env import environment
     from .outcome import NO_GPU, BenchRun
 
-    echo(NO_GPU_EXPLAINED)
+    echo(textwrap.fill(NO_GPU_EXPLAINED, 80))
     env = environment(None, created=res.now(), dtype="float32", shapes=f"N {','.join(map(str, opts.cpu_sizes))}, d 64",
                       seed=opts.seed, target=target.name,
                       timer="tiled: wall clock per call in the target's worker, checked against the bench's "

@@ -9,6 +9,7 @@ Either way a JSON document in the ``attnkata.bench/1`` envelope is written.
 
 from __future__ import annotations
 
+import textwrap
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -101,7 +102,10 @@ def target_kernels(registry: Any, target: Any, kernels: Any,
             found[kind] = remote_candidate("target", kind, kernel, flush_bytes)
             katas[kind] = kata.id
     for kind in KINDS:
-        if kind not in found and not any(n.startswith(f"{kind}:") for n in notes):
+        if kind == "flash_fwdbwd" and kind not in found:
+            notes.append(f"{kind}: forward + backward is timed for the reference kernels and SDPA only (a kata's "
+                         f"forward and backward run in separate workers: see their own rows)")
+        elif kind not in found and not any(n.startswith(f"{kind}:") for n in notes):
             notes.append(f"{kind}: no kata declares bench kind {kind!r}; timing the reference kernel and SDPA only")
     return found, katas, notes
 
@@ -200,7 +204,7 @@ def run_sweep(cases: list[Case], candidates: dict[str, list[Candidate]], *, time
             message = f"skipped: the time budget ({budget_s:g} s) ran out before this shape"
             rows += [base_row(case, c) | {"status": "skipped", "message": message}
                      for c in candidates.get(case.kind, [])]
-            echo(f"  {case.label()}: {message}")
+            echo(_wrap(f"  {case.label()}: {message}"))
             continue
         try:
             inputs = make_inputs(case, device, seed + i)
@@ -218,10 +222,14 @@ def run_sweep(cases: list[Case], candidates: dict[str, list[Candidate]], *, time
             rows.append(row)
             line.append(f"{candidate.name} {row['ms']['median_ms']:.3g} ms" if row["status"] == "ok"
                         else f"{candidate.name} {row['status']}")
-        echo(f"  {case.label()}: " + ", ".join(line))
+        echo(_wrap(f"  {case.label()}: " + ", ".join(line)))
         del inputs, exact, drift
         _free(device)
     return rows
+
+
+def _wrap(line: str, width: int = 80) -> str:
+    return textwrap.fill(line, width, subsequent_indent="      ", break_on_hyphens=False)
 
 
 def run_bench(opts: BenchOptions, *, registry: Any, target: Any, learner_root: Path, rootdir: Path,
@@ -252,7 +260,7 @@ def run_bench(opts: BenchOptions, *, registry: Any, target: Any, learner_root: P
             from .cpu_path import QUICK_NEEDS_GPU, run_cpu
 
             if opts.quick:
-                echo(QUICK_NEEDS_GPU)
+                echo(textwrap.fill(QUICK_NEEDS_GPU, 80))
             run = run_cpu(opts, out_dir, stamp, target, echo, registry=registry, kernels=kernels)
             if opts.quick:
                 run.refused = QUICK_NEEDS_GPU
@@ -280,6 +288,8 @@ def _run_gpu(opts: BenchOptions, registry: Any, target: Any, kernels: Any, out_d
     cases = opts.cases()
     flush = max(2 * gpu.l2_bytes, 256 * 2**20) if opts.cold_l2 else 0
     mine, katas, notes = target_kernels(registry, target, kernels, flush)
+    timed_kinds = {c.kind for c in cases}
+    notes = [n for n in notes if n.split(":", 1)[0] not in KINDS or n.split(":", 1)[0] in timed_kinds]
     candidates = {kind: ([mine[kind]] if kind in mine else []) + baseline_candidates(kind) for kind in opts.kinds}
     dtypes = sorted({c.dtype for c in cases}) or list(opts.dtypes)
     shapes = ("quick: " + "; ".join(c.label() for c in cases) if opts.quick else
