@@ -233,7 +233,10 @@ def figure(result: dict) -> str:
 
 
 def target_claims(results: list[dict], env: dict) -> list[Any]:
-    """A measured claim per measured target, with the run's environment (refused without it)."""
+    """A measured claim per measured target, with the run's environment (refused without it).
+
+    Ids are ``bench-goal-<target>``: never ``-target-``, which marks a claim about the
+    learner's code (it would then join only that learner's ladder)."""
     from .results import MeasuredClaimRefused, claim_environment, measured_claim
 
     claims = []
@@ -248,7 +251,7 @@ def target_claims(results: list[dict], env: dict) -> list[Any]:
         if r.get("warnings"):
             text += " [" + "; ".join(r["warnings"]) + "]"
         cenv = claim_environment(env, "bf16", r["shape"])
-        claims.append(measured_claim(f"bench-target-{r['id']}", text, r["source"], cenv,
+        claims.append(measured_claim(f"bench-goal-{r['id']}", text, r["source"], cenv,
                                      evidence=[f"attnkata bench: reference vs SDPA at {r['shape']}"],
                                      not_claimed=("one run on this device, driver, clocks and these versions; "
                                                   "other shapes, dtypes and devices unmeasured; no end-to-end "
