@@ -388,8 +388,9 @@ def test_targets_table_fits_80_columns():
     assert "…" not in text  # wrapped, never cropped
 
 
-def test_budget_skips_the_shapes_not_started_in_time():
-    ticks = iter([0.0, 0.0, 100.0, 400.0, 400.0])
+def test_budget_skips_what_has_not_started_in_time():
+    # one tick per look at the clock: the start; case 1, its two candidates; case 2, its two; case 3
+    ticks = iter([0.0, 0.0, 0.0, 0.0, 100.0, 100.0, 400.0, 400.0])
     cases = [Case("flash_fwd", "fp32", 1, 1, 1, 8, 4), Case("flash_fwd", "fp32", 1, 1, 1, 16, 4),
              Case("flash_fwd", "fp32", 1, 1, 1, 32, 4)]
 
@@ -397,11 +398,14 @@ def test_budget_skips_the_shapes_not_started_in_time():
         return Prepared(lambda: oracle.attention(x["q"], x["k"], x["v"], case.causal, dtype=torch.float64))
 
     cand = Candidate("reference", "oracle", prepare)
+    other = Candidate("sdpa_math", "oracle", prepare)
     lines = []
-    rows = run_sweep(cases, {"flash_fwd": [cand]}, timer=lambda fn, s, i: Timing(1.0, 1.0, 1.0, 3), device="cpu",
-                     seed=0, echo=lines.append, budget_s=270, clock=lambda: next(ticks))
-    assert [r["status"] for r in rows] == ["ok", "ok", "skipped"]
-    assert "time budget (270 s)" in rows[2]["message"] and "skipped" in lines[-1]
+    rows = run_sweep(cases, {"flash_fwd": [cand, other]}, timer=lambda fn, s, i: Timing(1.0, 1.0, 1.0, 3),
+                     device="cpu", seed=0, echo=lines.append, budget_s=225, clock=lambda: next(ticks))
+    # case 1: both run; case 2: started in time, its second candidate not; case 3: not started
+    assert [r["status"] for r in rows] == ["ok", "ok", "ok", "skipped", "skipped", "skipped"]
+    assert rows[3]["message"].endswith("before this candidate") and rows[5]["message"].endswith("this shape")
+    assert "time budget (225 s)" in rows[5]["message"] and "skipped" in lines[-1]
 
 
 def test_quick_cases():
@@ -413,7 +417,7 @@ def test_quick_cases():
                                                   ("paged_decode", 1024, False)])
     assert {(c.dtype, c.d) for c in cases} == {("bf16", 128)}
     opts = BenchOptions.from_namespace(_namespace(quick=True))
-    assert opts.quick and opts.budget_s == 270 and opts.cases() == cases
+    assert opts.quick and opts.budget_s == 225 and opts.cases() == cases
 
 
 def _namespace(**over):
@@ -482,7 +486,7 @@ def quick_run(tmp_path_factory):
     mp.setattr(cases, "truth", fast_truth)  # the correctness path is test_bench's; this is --quick's plumbing
     root = tmp_path_factory.mktemp("quick")
     registry = Registry(packs={"t": Pack("t", (), root, root)}, katas=[])
-    opts = BenchOptions(quick=True, budget_s=270, tokens=4096, width=128, decode_batch=1, out=root / "out",
+    opts = BenchOptions(quick=True, budget_s=225, tokens=4096, width=128, decode_batch=1, out=root / "out",
                         dtypes=("bf16",), sizes=(1024, 4096), head_dims=(128,))
     lines = []
     try:

@@ -190,21 +190,25 @@ def _first_line(exc: BaseException) -> str:
 
 def run_sweep(cases: list[Case], candidates: dict[str, list[Candidate]], *, timer: Callable, device: Any,
               seed: int, echo: Callable[[str], Any], budget_s: float | None = None,
-              clock: Callable[[], float] = time.monotonic) -> list[dict]:
+              clock: Callable[[], float] = time.monotonic, started: float | None = None) -> list[dict]:
     """Every candidate at every case, in order; fresh inputs per case from ``seed``.
 
-    With ``budget_s``, a case not started within that many seconds is skipped (each of its
-    rows says so): ``--quick`` stays within its 5 minutes."""
+    With ``budget_s``, a candidate not started within that many seconds of ``started``
+    (default: now) is skipped, and its row says so: ``--quick`` stays within its 5 minutes."""
     from .cases import make_inputs, truth
 
     rows = []
-    start = clock()
+    start = clock() if started is None else started
+    message = f"skipped: the time budget ({budget_s:g} s) ran out before this" if budget_s is not None else ""
+
+    def over() -> bool:
+        return budget_s is not None and clock() - start > budget_s
+
     for i, case in enumerate(cases):
-        if budget_s is not None and clock() - start > budget_s:
-            message = f"skipped: the time budget ({budget_s:g} s) ran out before this shape"
-            rows += [base_row(case, c) | {"status": "skipped", "message": message}
+        if over():
+            rows += [base_row(case, c) | {"status": "skipped", "message": message + " shape"}
                      for c in candidates.get(case.kind, [])]
-            echo(_wrap(f"  {case.label()}: {message}"))
+            echo(_wrap(f"  {case.label()}: {message} shape"))
             continue
         try:
             inputs = make_inputs(case, device, seed + i)
@@ -218,6 +222,10 @@ def run_sweep(cases: list[Case], candidates: dict[str, list[Candidate]], *, time
             continue
         line = []
         for candidate in candidates.get(case.kind, []):
+            if over():
+                rows.append(base_row(case, candidate) | {"status": "skipped", "message": message + " candidate"})
+                line.append(f"{candidate.name} skipped (time budget)")
+                continue
             row = measure(case, candidate, inputs, exact, drift, timer, device)
             rows.append(row)
             line.append(f"{candidate.name} {row['ms']['median_ms']:.3g} ms" if row["status"] == "ok"
@@ -249,6 +257,7 @@ def run_bench(opts: BenchOptions, *, registry: Any, target: Any, learner_root: P
     from attnkata.state import state_dir
 
     ensure_triton_mode()
+    started = time.monotonic()  # --quick's budget counts from here
     import torch
 
     out_dir = Path(opts.out) if opts.out else state_dir(rootdir) / "bench"
@@ -265,11 +274,12 @@ def run_bench(opts: BenchOptions, *, registry: Any, target: Any, learner_root: P
             if opts.quick:
                 run.refused = QUICK_NEEDS_GPU
             return run
-        return _run_gpu(opts, registry, target, kernels, out_dir, stamp, echo, gpu, timer, device)
+        return _run_gpu(opts, registry, target, kernels, out_dir, stamp, echo, gpu, timer, device, started)
 
 
 def _run_gpu(opts: BenchOptions, registry: Any, target: Any, kernels: Any, out_dir: Path, stamp: str,
-             echo: Callable[[str], Any], gpu: Any, timer: Callable | None, device: Any) -> BenchRun:
+             echo: Callable[[str], Any], gpu: Any, timer: Callable | None, device: Any,
+             started: float | None = None) -> BenchRun:
     from . import results as res
     from .cases import baseline_candidates
     from .env import describe_device, environment
@@ -305,7 +315,7 @@ def _run_gpu(opts: BenchOptions, registry: Any, target: Any, kernels: Any, out_d
     echo(f"attnkata bench: {gpu.name} ({gpu.form_factor}), {len(cases)} shapes x "
          f"{max(len(c) for c in candidates.values())} candidates; target={target.name}")
     rows = run_sweep(cases, candidates, timer=timer, device=device, seed=opts.seed, echo=echo,
-                     budget_s=opts.budget_s)
+                     budget_s=opts.budget_s, started=started)
     if on_cuda:
         sampled["after"] = read_clocks(gpu.smi_id).get("sampled", {})
     res.add_metrics(rows, {dt: gpu.peak_tflops(dt) for dt in dtypes}, gpu.peak_gbps())
