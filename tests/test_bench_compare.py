@@ -75,6 +75,7 @@ MISMATCHES = {
     "causal": _not_causal,
     "timing": _set_env("l2", "warm"),
     "clocks": _set_env("clocks", {"sm_mhz": 1980, "mem_mhz": 2619}),
+    "sdpa": _set_env("sdpa", {"flash_impl": "FA3", "runs": {"FLASH_ATTENTION": "runs"}}),
 }
 
 
@@ -83,7 +84,7 @@ def test_a_pinned_field_that_differs_refuses_the_comparison(tmp_path, field):
     code, out = compare(tmp_path, CUDA, twin(CUDA, MISMATCHES[field]))
     assert code == 1, out
     flat = " ".join(out.split())
-    assert "Refused: 1 pinned field(s)" in flat and f"{field} ({'missing' if field == 'clocks' else 'differs'})" in flat
+    assert "Refused: 1 pinned field(s)" in flat and f"{field} ({'missing' if field in ('clocks', 'sdpa') else 'differs'})" in flat
     assert "Cases timed in both" not in out and "[measured]" not in out
     assert max(map(len, out.splitlines())) <= 80
 
@@ -138,3 +139,12 @@ def test_through_the_command_line(tmp_path, capsys):
     assert cli.main(["bench", "--compare", a, str(bad)]) == 2
     assert "not a saved bench result" in " ".join(capsys.readouterr().err.split())
     assert set(FIELDS) >= set(MISMATCHES)
+
+
+def test_a_different_flash_implementation_refuses(tmp_path):
+    fa2 = twin(CUDA, _set_env("sdpa", {"flash_impl": "built-in FlashAttention-2", "cudnn_version": 91000}))
+    fa3 = twin(CUDA, _set_env("sdpa", {"flash_impl": "FA3", "cudnn_version": 91000}))
+    assert compare(tmp_path, fa2, twin(fa2))[0] == 0
+    code, out = compare(tmp_path, fa2, fa3)
+    assert code == 1 and "sdpa (differs)" in " ".join(out.split())
+    assert compare(tmp_path, fa2, fa3, "sdpa")[0] == 0

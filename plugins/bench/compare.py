@@ -3,7 +3,8 @@
 A benchmark figure means something only with its environment pinned, so two results
 are compared only when every pinned field matches: the mode (GPU or CPU bench), the
 device, driver, CUDA, torch, triton (and numpy on the CPU), the dtype, the shapes,
-causal or not, the timing method, and the clocks when either result records them.
+causal or not, the timing method, and the clocks and SDPA's flash implementation when
+either result records them.
 Otherwise the fields that differ (or are missing) are printed and the exit status is
 1.  ``--allow FIELD`` lets one named field differ; each allowance is printed, and the
 comparison's measured claim carries both environments.
@@ -21,12 +22,12 @@ from pathlib import Path
 from typing import Any
 
 FIELDS = ("mode", "device", "driver", "cuda", "torch", "triton", "numpy", "dtype", "shapes",
-          "causal", "timing", "clocks")
+          "causal", "timing", "clocks", "sdpa")
 REQUIRED = {  # fields that must be recorded (in both results) for a comparison in this mode
     "cuda": ("mode", "device", "driver", "cuda", "torch", "triton", "dtype", "shapes", "causal", "timing"),
     "cpu": ("mode", "device", "numpy", "dtype", "shapes", "timing"),
 }
-TIMING_KEYS = ("timer", "l2", "warmup_ms", "rep_ms", "min_reps", "max_reps", "target_timer")
+TIMING_KEYS = ("timer", "l2", "warmup_ms", "rep_ms", "min_reps", "max_reps", "target_timer", "short_calls")
 CLOCK_KEYS = ("clocks", "sm_clock_mhz", "mem_clock_mhz", "gpu_clocks", "clock_mhz", "locked_clocks")
 
 
@@ -81,6 +82,9 @@ def pinned(data: dict) -> dict[str, Any]:
     out["timing"] = timing or None
     clocks = {k: env[k] for k in CLOCK_KEYS if env.get(k) not in (None, "")}
     out["clocks"] = clocks or None
+    sdpa = env.get("sdpa")  # which flash implementation SDPA runs, and which backends run at all
+    out["sdpa"] = ({k: sdpa[k] for k in ("flash_impl", "cudnn_version", "runs") if k in sdpa}
+                   if isinstance(sdpa, dict) else None)
     return out
 
 
