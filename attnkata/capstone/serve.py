@@ -100,7 +100,7 @@ def main(args: argparse.Namespace) -> int:
     report["text"] = decode(result.tokens) if result else ""
     report["streamed"] = bool(stream and stream.live)
     if args.json:
-        print(json.dumps(report, indent=1, sort_keys=True))
+        print(json.dumps(_strict(report), indent=1, sort_keys=True, allow_nan=False))
     else:
         from attnkata.render import render, use_color
 
@@ -109,6 +109,19 @@ def main(args: argparse.Namespace) -> int:
         sys.stdout.write(render(renderables(report), color=use_color(sys.stdout.isatty()),
                                 width=width))
     return 0 if report["ok"] else 1
+
+
+def _strict(value: Any) -> Any:
+    """JSON has no inf or NaN: an error that large is written as null."""
+    import math
+
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(v) for v in value]
+    return value
 
 
 def _validate(args: argparse.Namespace, n_prompt: int, context: int) -> str:
