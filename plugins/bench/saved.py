@@ -57,6 +57,10 @@ def report_sections(ladder: Any, folder: Path) -> list[Any]:
                 f"({data.get('mode')}; {what}) — {folder / 'last.json'}", style="dim")
     if added:
         text.append(f"; {added} measured claim(s) below", style="dim")
+    targets = data.get("targets") or []
+    if targets:
+        verdicts = ", ".join(f"{t.get('title', t.get('id'))} {t.get('verdict')}" for t in targets)
+        text.append(f"\nTargets of the reference kernels: {verdicts}", style="dim")
     for problem in problems:
         text.append(f"\n⚠ {problem}", style="bold yellow")
     return [text]
