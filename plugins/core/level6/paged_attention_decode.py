@@ -8,6 +8,7 @@ import math
 from hypothesis import strategies as st
 
 from attnkata import Claim, Kata, Misconception, Prediction, check
+from attnkata.layouts import layout_check
 from attnkata.strategies import SCALES, seeds, sizes
 
 # ---------------------------------------------------------------------------
@@ -158,7 +159,19 @@ def make_checks(entry, *, dims=None, block_sizes=None, dtypes=("float32", "float
                                  f"renumbered to match), compared with the output before",
                   rerun=lambda ns: getattr(ns, entry)(*[a.clone() for a in placed]), entries=(entry,))
 
-    return matches_reference, equals_contiguous_decode, placement_invariant
+    def layout_cases(ctx):
+        import torch
+
+        for name in sorted(set(dtypes)):
+            yield moved(build_case([3, bs_fixed * 2 + 1], bs_fixed, 4, 2, d_fixed,
+                                   getattr(torch, name), 1.0, seed=13)), {}
+
+    strided_inputs = layout_check(
+        entry, layout_cases, "q and both page pools as transposed, sliced and head-interleaved "
+        "views (the pools stored [blocks, H_kv, B, d])", id="strided_inputs",
+        layouts=("transposed", "sliced", "heads_interleaved"))
+
+    return matches_reference, equals_contiguous_decode, placement_invariant, strided_inputs
 
 
 # ---------------------------------------------------------------------------
@@ -212,6 +225,30 @@ def _no_scale(*a):
     return _variant(*a, scale=False)
 
 
+def _flat_view(q, k_pages, v_pages, block_tables, seq_lens):
+    """Flattens the pool with ``.view(-1, H_kv, d)``: fine on a packed pool, an error on a
+    pool whose heads are interleaved with its rows."""
+    num_blocks, bs, H_kv, d = k_pages.shape
+    k_flat, v_flat = k_pages.view(-1, H_kv, d), v_pages.view(-1, H_kv, d)
+    return _variant(q, k_flat.view(num_blocks, bs, H_kv, d), v_flat.view(num_blocks, bs, H_kv, d),
+                    block_tables, seq_lens)
+
+
+def _view_probe(entry, axes, what):
+    """A pool with axes ``axes`` swapped in memory: .view(-1, H_kv, d) refuses it, while
+    indexing reads it correctly."""
+    from attnkata.diagnose import Probe, raises
+
+    def run(ns):
+        import torch
+
+        q, k, v, tables, lens = build_case([3, 6], 4, 2, 2, 5, torch.float32, 1.0, seed=17)
+        k, v = (t.transpose(*axes).contiguous().transpose(*axes) for t in (k, v))
+        return getattr(ns, entry)(q, k, v, tables, lens)
+
+    return Probe(what, run, raises("RuntimeError", r"view size is not compatible"))
+
+
 def misconceptions(entry, kernel=False):
     """``kernel``: a sequence left with no keys gives NaN (acc / l = 0 / 0), as in a kernel."""
     return (
@@ -231,7 +268,19 @@ def misconceptions(entry, kernel=False):
                       "Consecutive query heads share a KV head: h // (H_q // H_kv)."),
         Misconception("forgot_scale", "forgot the 1/√d scaling", {entry: _no_scale},
                       "Decode is still softmax(q·Kᵀ/√d)·V."),
-    )
+    ) + (() if kernel else (
+        # source: PyTorch forum and issue threads on "view size is not compatible with input
+        # tensor's size and stride" after a transpose or permute
+        Misconception("view_assumes_contiguous", "flattened the page pool with .view(), which "
+                      "needs contiguous memory", {entry: _flat_view},
+                      "A pool may be a view (stored [blocks, H_kv, B, d] and transposed): "
+                      ".view can only merge axes whose memory is already adjacent. Index "
+                      "k_pages[blocks, pos % B] directly, or use .reshape (it copies when it "
+                      "must).", raises=(("RuntimeError", r"view size is not compatible"),),
+                      probes=(_view_probe(entry, (0, 1), "a page pool stored with rows before "
+                                                      "blocks ([B, blocks, H_kv, d] memory)"),
+                              _view_probe(entry, (1, 2), "a page pool stored with heads before "
+                                                      "rows ([blocks, H_kv, B, d] memory)"))),))
 
 
 # ---------------------------------------------------------------------------
