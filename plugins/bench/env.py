@@ -297,7 +297,7 @@ def clocks(gpu: str = "0", *, run: Any = subprocess.run, nvml: Any = None) -> di
     if values is None:
         return {"source": "unknown", "pinned": {}, "sampled": {}}
     named = {SMI_NAMES[f]: _number(v) for f, v in zip(SMI_SAMPLED + SMI_PINNED, values)}
-    sampled = {k: named[SMI_NAMES[f]] for f in SMI_SAMPLED for k in [SMI_NAMES[f]]}
+    sampled: dict[str, Any] = {SMI_NAMES[f]: named[SMI_NAMES[f]] for f in SMI_SAMPLED}
     pinned = {SMI_NAMES[f]: named[SMI_NAMES[f]] for f in SMI_PINNED if named[SMI_NAMES[f]] is not None}
     for field_name in SMI_REASONS:
         reason = _smi((field_name,), gpu, run)
