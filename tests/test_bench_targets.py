@@ -263,9 +263,11 @@ def test_timer_plan():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="captures a CUDA graph: needs CUDA")
 def test_real_cuda_graph_timing_of_a_short_kernel():
     x = torch.randn(1 << 20, device="cuda")
-    t = CudaEventTimer(rep_ms=20, warmup_ms=5)(lambda: x.mul_(1.0), None, {})
+    t = CudaEventTimer(rep_ms=20, warmup_ms=5, cold_l2=False)(lambda: x.mul_(1.0), None, {})
     assert t.method["how"] == "cuda-graph", t.method
     assert t.n >= 10 and 0 < t.p20_ms <= t.median_ms <= t.p80_ms
+    t = CudaEventTimer(rep_ms=20, warmup_ms=5)(lambda: x.mul_(1.0), None, {})  # cold: flush subtracted
+    assert t.method["how"] == "cuda-graph" and t.method["flush_ms_per_call"] > 0 and t.n >= 1
 
 
 # -- targets from fake rows ---------------------------------------------------------------
