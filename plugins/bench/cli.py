@@ -84,5 +84,7 @@ def main(args: argparse.Namespace) -> int:
                     echo=lambda line: print(line, flush=True))
     if run.renderables:
         width = getattr(args, "width", None) or shutil.get_terminal_size((120, 24)).columns
+        if opts.quick:
+            width = min(width, 80)  # --quick's table is for an 80-column terminal
         print(render(Group(*run.renderables), color=use_color(sys.stdout.isatty()), width=width), end="")
     return run.exit_code
