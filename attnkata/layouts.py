@@ -173,13 +173,20 @@ def _eligible(x: Any, layout: str) -> bool:
 def relayout(value: Any, layout: str, which: Iterable[Any] | None = None, key: Any = None) -> Any:
     """``value`` with its floating arrays (those at positions/keys in ``which``, or all)
     replaced by ``LAYOUTS[layout]`` views; tuples and lists are walked."""
-    if isinstance(value, (tuple, list)) and key is None:
-        return type(value)(relayout(v, layout, which, i) for i, v in enumerate(value))
-    if which is not None and key not in which:
+    if which is not None and key is not None and key not in which:
         return value
+    if isinstance(value, (tuple, list)):   # shards, pairs: every element, same layout
+        return type(value)(relayout(v, layout) for v in value)
     if _eligible(value, layout):
         return LAYOUTS[layout](value)
     return value
+
+
+def _leaves(values: Iterable[Any]) -> list:
+    out: list = []
+    for v in values:
+        out.extend(_leaves(v) if isinstance(v, (tuple, list)) else [v])
+    return out
 
 
 def layout_check(entry: str, inputs: Callable[[Any], Iterable[tuple[tuple, dict]]], doc: str, *,
@@ -205,8 +212,8 @@ def layout_check(entry: str, inputs: Callable[[Any], Iterable[tuple[tuple, dict]
                 a = tuple(relayout(v, layout, which, i) for i, v in enumerate(args))
                 kw = {k: relayout(v, layout, which, k) for k, v in kwargs.items()}
                 views = [f"{describe(entry, (v,), {})[len(entry) + 1:-1]} strides "
-                         f"{strides_of(v)}" for v in (*a, *kw.values())
-                         if _eligible(v, layout) and v is not None]
+                         f"{strides_of(v)}" for v in _leaves((*a, *kw.values()))
+                         if _eligible(v, layout)][:4]
                 if not views:
                     continue
                 what = describe(entry, a, kw) + f" with {layout} views"
@@ -220,8 +227,9 @@ def layout_check(entry: str, inputs: Callable[[Any], Iterable[tuple[tuple, dict]
                     ctx.match(got, want, what, rerun=rerun, tol=case_tol, entries=(entry,))
                 except KataFailure as exc:
                     note = (f"The inputs held the usual values in another memory layout "
-                            f"({layout}: {'; '.join(views)}). Index through the strides "
-                            f"(x.stride()) or call .contiguous() first.")
+                            f"({layout}: {'; '.join(views)}). Address memory through the "
+                            f"strides (x.stride() in torch, x.strides in NumPy), or make a "
+                            f"contiguous copy first (.contiguous(), np.ascontiguousarray).")
                     raise type(exc)(f"{exc.message}\n{note}", exc.misconception,
                                     tuple(exc.matched[1:]), exc.diagnosis) from None
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from attnkata import Claim, Kata, Misconception, Prediction, check
+from attnkata.layouts import layout_check
 from attnkata.strategies import qkv
 
 
@@ -50,13 +51,24 @@ def _flattened(q, k):
     return (q.reshape(-1, d) @ k.reshape(-1, d).T).astype(q.dtype)
 
 
+
+qk_strided_inputs = layout_check(
+    "qk_scores", lambda ctx: [((ctx.rng.standard_normal((2, 5, 8)).astype(np.float32),
+                                ctx.rng.standard_normal((2, 7, 8)).astype(np.float32)), {}),
+                              ((ctx.rng.standard_normal((3, 4)), ctx.rng.standard_normal((6, 4))),
+                               {})],
+    "q and k as transposed, sliced and Fortran-ordered views of other buffers",
+    id="qk_strided_inputs", layouts=("transposed", "sliced", "fortran"))
+
+
 QK_SCORES = Kata(
     id="qk_scores",
     level=0,
     title="QKᵀ: how well each query matches each key",
     path="level0/qk_scores.py",
     entries=("qk_scores",),
-    checks=(qk_matches_reference, qk_broadcasts, qk_single_token),
+    checks=(qk_matches_reference, qk_broadcasts, qk_single_token,
+            qk_strided_inputs),
     predictions=(
         Prediction("scores_shape", "q is [2, 3, 8] and k is [2, 5, 8]: the shape of qk_scores(q, k)",
                    (2, 3, 5), kind="exact",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from attnkata import Claim, Kata, Misconception, Prediction, check
+from attnkata.layouts import layout_check
 from attnkata.strategies import qkv
 
 
@@ -47,13 +48,22 @@ def _by_sqrt_n(q, k):
     return (q @ np.swapaxes(k, -1, -2)) / np.asarray(np.sqrt(k.shape[-2]), dtype=q.dtype)
 
 
+
+scaled_strided_inputs = layout_check(
+    "scaled_scores", lambda ctx: [((ctx.rng.standard_normal((2, 5, 8)).astype(np.float32),
+                                    ctx.rng.standard_normal((2, 7, 8)).astype(np.float32)), {})],
+    "q and k as transposed, sliced and Fortran-ordered views of other buffers",
+    id="scaled_strided_inputs", layouts=("transposed", "sliced", "fortran"))
+
+
 SCALED_SCORES = Kata(
     id="scaled_scores",
     level=0,
     title="Dividing by √d keeps softmax out of saturation",
     path="level0/scaled_scores.py",
     entries=("scaled_scores",),
-    checks=(scaled_matches_reference, scaled_variance_near_one),
+    checks=(scaled_matches_reference, scaled_variance_near_one,
+            scaled_strided_inputs),
     predictions=(
         Prediction("scaled_variance", "standard-normal q, k with d = 64: the variance of one "
                    "scaled score q·k/√d", 1.0, rel_tol=0.1,

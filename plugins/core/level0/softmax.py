@@ -6,6 +6,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from attnkata import Claim, Kata, Misconception, Prediction, check
+from attnkata.layouts import layout_check
 from attnkata.strategies import FLOAT_DTYPES, filled, seeds, sizes
 
 
@@ -82,6 +83,14 @@ def _nan_rows(x, axis=-1):
     return e / e.sum(axis=axis, keepdims=True)
 
 
+
+softmax_strided_inputs = layout_check(
+    "softmax", lambda ctx: [((ctx.rng.standard_normal((4, 9)).astype(np.float32) * 3,), {}),
+                            ((ctx.rng.standard_normal((5, 6)) * 40,), {"axis": 0})],
+    "x as transposed, sliced and Fortran-ordered views, along the last axis and axis 0",
+    id="softmax_strided_inputs", layouts=("transposed", "sliced", "fortran"))
+
+
 SOFTMAX = Kata(
     id="softmax",
     level=0,
@@ -89,7 +98,8 @@ SOFTMAX = Kata(
     path="level0/softmax.py",
     entries=("softmax",),
     checks=(softmax_matches_reference, softmax_default_axis, softmax_no_overflow,
-            softmax_empty_row, softmax_rows_sum_to_one),
+            softmax_empty_row, softmax_rows_sum_to_one,
+            softmax_strided_inputs),
     predictions=(
         Prediction("softmax_1000", "softmax([1000, 1000]): the two probabilities", (0.5, 0.5),
                    rel_tol=1e-6, why="Equal logits share the mass equally, however large."),

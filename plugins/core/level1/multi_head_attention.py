@@ -8,6 +8,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from attnkata import Claim, Kata, Misconception, Prediction, check
+from attnkata.layouts import layout_check
 from attnkata.strategies import FLOAT_DTYPES, seeds, sizes
 
 from .attention import attend
@@ -129,6 +130,20 @@ def _one_big_head(x, w_q, w_k, w_v, w_o, n_heads, mask=None):
     return attend(x @ w_q, x @ w_k, x @ w_v, mask) @ w_o
 
 
+
+def _mha_layout_cases(ctx):
+    w = [ctx.rng.standard_normal((8, 8)) / 3 for _ in range(4)]
+    yield (ctx.rng.standard_normal((5, 8)), *w, 2), {}
+    yield (ctx.rng.standard_normal((4, 8)).astype(np.float32),
+           *[x.astype(np.float32) for x in w], 4), {"mask": np.tril(np.ones((4, 4), bool))}
+
+
+mha_strided_inputs = layout_check(
+    "multi_head_attention", _mha_layout_cases,
+    "x and the weights as transposed (a torch Linear's W.T), sliced and Fortran-ordered views",
+    id="mha_strided_inputs", layouts=("transposed", "sliced", "fortran"))
+
+
 MULTI_HEAD_ATTENTION = Kata(
     id="multi_head_attention",
     level=1,
@@ -136,7 +151,8 @@ MULTI_HEAD_ATTENTION = Kata(
     path="level1/multi_head_attention.py",
     entries=("multi_head_attention",),
     checks=(mha_matches_reference, mha_masked_matches_reference, mha_one_head,
-            mha_heads_independent),
+            mha_heads_independent,
+            mha_strided_inputs),
     predictions=(
         Prediction("d_head", "d_model = 512 split into 8 heads: the width d_head of one head",
                    64, kind="exact", why="The heads share the model width: 512 / 8 = 64."),

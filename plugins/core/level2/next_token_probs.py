@@ -6,6 +6,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from attnkata import Claim, Kata, Misconception, Prediction, check
+from attnkata.layouts import layout_check
 from attnkata.strategies import FLOAT_DTYPES, filled, seeds, sizes
 
 from .sampling import filtered_probs, keep_top_k, keep_top_p, softmax
@@ -129,10 +130,20 @@ def _naive(logits, temperature=1.0, top_k=None, top_p=None):
     return p.astype(logits.dtype)
 
 
+
+probs_strided_inputs = layout_check(
+    "next_token_probs", lambda ctx: [((ctx.rng.standard_normal(11) * 3,), {"top_k": 4}),
+                                     ((ctx.rng.standard_normal(9).astype(np.float32),),
+                                      {"temperature": 0.7, "top_p": 0.8})],
+    "logits as every other entry of a longer buffer", id="probs_strided_inputs",
+    layouts=("sliced",))
+
+
 NEXT_TOKEN_PROBS = Kata(
     id="next_token_probs", level=2, title="Temperature, top-k and top-p, exactly",
     path="level2/next_token_probs.py", entries=("next_token_probs",),
-    checks=(probs_match_reference, probs_temperature, probs_top_k_ties, probs_top_p, probs_edges),
+    checks=(probs_match_reference, probs_temperature, probs_top_k_ties, probs_top_p, probs_edges,
+            probs_strided_inputs),
     predictions=(
         Prediction("hot_top1_survivors", "temperature = 100 and top_k = 1: which tokens can still "
                    "be drawn? (choose: only the argmax, every token nearly uniformly, the top half)",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from attnkata import Claim, Kata, Misconception, Prediction, check
+from attnkata.layouts import layout_check
 from attnkata.compare import Mismatch
 
 from .sampling import filtered_probs, softmax
@@ -131,10 +132,19 @@ def _global_rng(logits, rng, temperature=1.0, top_k=None, top_p=None):
                                                     top_k, top_p)))
 
 
+
+sample_strided_inputs = layout_check(
+    "sample_next", lambda ctx: [((ctx.rng.standard_normal(11) * 2, np.random.default_rng(s)),
+                                 {"top_k": 5}) for s in (1, 2, 3)],
+    "logits as every other entry of a longer buffer: the same draw from the same generator",
+    id="sample_strided_inputs", layouts=("sliced",))
+
+
 SAMPLE_NEXT = Kata(
     id="sample_next", level=2, title="Drawing the next token",
     path="level2/sample_next.py", entries=("sample_next",),
-    checks=(sample_returns_int, sample_frequencies, sample_uses_rng),
+    checks=(sample_returns_int, sample_frequencies, sample_uses_rng,
+            sample_strided_inputs),
     predictions=(
         Prediction("count_of_token_2", "probabilities [0.7, 0.2, 0.1], 10,000 draws: about how "
                    "many times is token 2 drawn?", 1000, rel_tol=0.1,

@@ -6,6 +6,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from attnkata import Claim, Kata, Misconception, Prediction, check
+from attnkata.layouts import layout_check
 from attnkata.strategies import FLOAT_DTYPES, SCALES, filled, seeds, sizes
 from attnkata_plugins.kvlab import kv_cache_bytes as lab_bytes
 
@@ -147,10 +148,24 @@ def _nan_rows(q, k, v, mask=None):
     return _attend(q, np.repeat(k, g, axis=1), np.repeat(v, g, axis=1), mask, empty_nan=True)
 
 
+
+gqa_strided_inputs = layout_check(
+    "gqa_attention", lambda ctx: [((ctx.rng.standard_normal((1, 4, 5, 8)),
+                                    ctx.rng.standard_normal((1, 2, 6, 8)),
+                                    ctx.rng.standard_normal((1, 2, 6, 8))), {}),
+                                  ((ctx.rng.standard_normal((2, 3, 4, 8)).astype(np.float32),
+                                    ctx.rng.standard_normal((2, 1, 4, 8)).astype(np.float32),
+                                    ctx.rng.standard_normal((2, 1, 4, 8)).astype(np.float32)),
+                                   {"mask": np.tril(np.ones((4, 4), bool))})],
+    "q, k, v as transposed, sliced and head-interleaved ([B, N, H, d] memory) views",
+    id="gqa_strided_inputs", layouts=("transposed", "sliced", "heads_interleaved"))
+
+
 GQA_ATTENTION = Kata(
     id="gqa_attention", level=3, title="Grouped-query attention without copying K and V",
     path="level3/gqa_attention.py", entries=("gqa_attention",),
-    checks=(gqa_matches_reference, gqa_equals_per_head, gqa_empty_rows, gqa_no_repeat),
+    checks=(gqa_matches_reference, gqa_equals_per_head, gqa_empty_rows, gqa_no_repeat,
+            gqa_strided_inputs),
     predictions=(
         Prediction("mha_layer_mib", "one layer, batch 1, 32 heads, T = 4000, d = 128, fp16, MHA "
                    "(32 KV heads): the KV cache in MiB (2^20 bytes)",

@@ -6,6 +6,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from attnkata import Claim, Kata, Misconception, Prediction, check
+from attnkata.layouts import layout_check
 from attnkata.strategies import FLOAT_DTYPES, filled, seeds, sizes
 
 
@@ -73,10 +74,19 @@ def _adjacent_columns(w_kv, n_heads, n_kv_heads):
     return w_kv.reshape(d_model, -1, n_heads // n_kv_heads).mean(axis=-1).astype(w_kv.dtype)
 
 
+
+pool_strided_inputs = layout_check(
+    "mha_to_gqa", lambda ctx: [((ctx.rng.standard_normal((6, 12)), 4, 2), {}),
+                               ((ctx.rng.standard_normal((5, 8)).astype(np.float32), 4, 1), {})],
+    "w_kv as transposed, sliced and Fortran-ordered views", id="pool_strided_inputs",
+    layouts=("transposed", "sliced", "fortran"))
+
+
 MHA_TO_GQA = Kata(
     id="mha_to_gqa", level=3, title="From an MHA checkpoint to GQA: mean-pool each group",
     path="level3/mha_to_gqa.py", entries=("mha_to_gqa",),
-    checks=(pool_matches_reference, pool_extremes, pool_means_keys),
+    checks=(pool_matches_reference, pool_extremes, pool_means_keys,
+            pool_strided_inputs),
     predictions=(
         Prediction("pooled_shape", "w_k is [4096, 32·128] (32 heads of width 128); pooled to 8 KV "
                    "heads, what shape is the result?", (4096, 1024), kind="exact",

@@ -6,6 +6,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from attnkata import Claim, Kata, Misconception, Prediction, check
+from attnkata.layouts import layout_check
 from attnkata.strategies import FLOAT_DTYPES, SCALES, filled, seeds, sizes
 
 from .common import peak_bytes
@@ -103,10 +104,25 @@ def _no_scale(q, c_kv, w_uk, w_uv, absorb=False):
     return _mla(q, c_kv, w_uk, w_uv, absorb, scale=False)
 
 
+
+def _mla_layout_cases(ctx):
+    args = (ctx.rng.standard_normal((4, 8)), ctx.rng.standard_normal((6, 3)),
+            ctx.rng.standard_normal((3, 8)), ctx.rng.standard_normal((3, 5)))
+    yield args, {}
+    yield args, {"absorb": True}
+
+
+mla_strided_inputs = layout_check(
+    "mla_attention", _mla_layout_cases,
+    "q, the latent cache and both up-projections as transposed, sliced and Fortran-ordered "
+    "views, absorbed or not", id="mla_strided_inputs", layouts=("transposed", "sliced", "fortran"))
+
+
 MLA_ATTENTION = Kata(
     id="mla_attention", level=3, title="Multi-head latent attention: cache a latent, absorb W_UK",
     path="level3/mla_attention.py", entries=("mla_attention",),
-    checks=(mla_matches_reference, mla_absorb_exact, mla_absorb_no_keys),
+    checks=(mla_matches_reference, mla_absorb_exact, mla_absorb_no_keys,
+            mla_strided_inputs),
     predictions=(
         Prediction("mla_bytes_per_token_layer", "MLA caches one latent of d_c = 512 numbers per "
                    "token per layer, in fp16: bytes per token per layer?", 1024, rel_tol=0.01,
