@@ -259,11 +259,13 @@ SPARSE_PATTERNS = Kata(
     fakes=(Fake("dense_with_claimed_tiles", {"block_sparse_attention": _dense_honest_count}),),
     claims=(
         Claim("block-sparse-equals-dense", "Block-sparse attention over the allowed tiles equals "
-              "dense attention under the expanded block mask, computing block_mask.sum() tiles and "
-              "never reading keys or values of other tiles (NaN there changes nothing).",
+              "dense attention under the expanded block mask; its output never depends on keys or "
+              "values outside the allowed tiles (NaN there changes nothing), and it reports "
+              "block_mask.sum() tiles computed.",
               scope="exact", source="zaheer-2020", evidence=("sparse_attention_match", "sparse_poisoned"),
-              not_claimed="Speed: tiles are counted, not timed; and a block mask allows a few pairs "
-                          "the token mask forbids (those in partly allowed tiles)."),
+              not_claimed="Speed: tiles are counted (as the code reports them), not timed; and a block "
+                          "mask allows a few pairs the token mask forbids (those in partly allowed "
+                          "tiles)."),
         Claim("longformer-global-symmetric", "Longformer's global tokens see every key and are seen "
               "by every query; BigBird adds exactly min(r, unseen) random keys per row, fixed by the "
               "seed.", scope="exact", source="beltagy-2020",
