@@ -129,6 +129,22 @@ def test_a_wrong_attention_is_named_with_the_first_diverging_step(capsys, tmp_pa
     assert max(len(line) for line in out.splitlines()) <= 80
 
 
+def test_katas_ready_in_the_saved_results_are_the_learners(project, capsys):
+    project.solution("level1/rope.py")
+    project.solution("level2/next_token_probs.py")
+    project.write("level2/sample_next.py", "def sample_next(logits, rng, temperature=1.0, "
+                  "top_k=None, top_p=None):\n    raise NotImplementedError('sample_next')\n")
+    project.run("katas/level1/rope.py", "katas/level2")   # saves which katas are ready
+    capsys.readouterr()
+    code, report = serve_json(capsys, project.root, "--max-new-tokens", "6", "--gamma", "2")
+    assert code == 0 and report["ok"]
+    ran = {row["kata"]: row for row in report["wiring"]}
+    assert ran["rope"]["source"] == "yours" and ran["rope"]["calls"] > 0
+    assert ran["next_token_probs"]["source"] == "yours"
+    assert ran["sample_next"]["source"] == "reference"          # not ready: never wired
+    assert ran["gqa_attention"]["why"] == "not ready yet"
+
+
 def test_stubs_fall_back_to_the_reference_and_say_so(capsys, tmp_path):
     folder = tmp_path / "stubs"
     shutil.copytree(REPO / "katas", folder, ignore=shutil.ignore_patterns("__pycache__"))

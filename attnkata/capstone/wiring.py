@@ -277,7 +277,7 @@ def build_kit(registry: Any, target: Any, rootdir: Path, use: str | None,
             slot.reference = load_module(ref_path, pack.solutions_dir)  # op it replaces
         wanted = "all" in forced or kata_id in forced or kata_id in ready
         if not wanted:
-            slot.why = "not ready in the saved results" if saved else "no saved results"
+            slot.why = "not ready yet" if saved else "no saved results"
             continue
         path, root = target.locate(kata, pack, rootdir / "katas")
         try:
