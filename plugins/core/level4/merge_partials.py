@@ -9,6 +9,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from attnkata import Claim, Kata, Misconception, Prediction, check
+from attnkata.layouts import layout_check
 from attnkata.harness import KataFailure
 from attnkata.strategies import FLOAT_DTYPES, qkv
 
@@ -159,13 +160,27 @@ def _unguarded(o_a, lse_a, o_b, lse_b):
     return np.exp(lse_a - lse)[..., None] * o_a + np.exp(lse_b - lse)[..., None] * o_b, lse
 
 
+
+def _merge_layout_cases(ctx):
+    q, k, v = (ctx.rng.standard_normal((2, n, 8)) for n in (5, 9, 9))
+    keys = np.arange(9) % 3 == 0
+    yield (*partial(q, k, v, keys), *partial(q, k, v, ~keys)), {}
+
+
+merge_strided_inputs = layout_check(
+    "merge_partials", _merge_layout_cases,
+    "both partial outputs and lses as transposed and sliced views", id="merge_strided_inputs",
+    layouts=("transposed", "sliced"))
+
+
 MERGE_PARTIALS = Kata(
     id="merge_partials",
     level=4,
     title="Merging partial attention outputs over disjoint keys",
     path="level4/merge_partials.py",
     entries=("merge_partials",),
-    checks=(merge_two_parts, merge_any_order, merge_empty_and_extreme),
+    checks=(merge_two_parts, merge_any_order, merge_empty_and_extreme,
+            merge_strided_inputs),
     predictions=(
         Prediction("merged_o", "part A: o_a = 1, lse_a = ln 3; part B: o_b = 5, lse_b = ln 1 = 0 "
                    "(one query, d = 1): the merged o", 2.0,

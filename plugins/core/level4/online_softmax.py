@@ -6,6 +6,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from attnkata import Claim, Kata, Misconception, Prediction, check
+from attnkata.layouts import layout_check
 from attnkata.strategies import FLOAT_DTYPES, batch_dims, filled, seeds, sizes
 
 from .probe import as_arrays, call_watched
@@ -146,6 +147,15 @@ def _whole_row(x, block):
     return m, np.exp(x - m_safe[..., None]).sum(axis=-1)
 
 
+
+online_strided_inputs = layout_check(
+    "online_softmax", lambda ctx: [((ctx.rng.standard_normal((3, 20)) * 5, 8), {}),
+                                   ((ctx.rng.standard_normal((2, 4, 9)).astype(np.float32), 4),
+                                    {})],
+    "x as a transposed, sliced and Fortran-ordered view, read in blocks",
+    id="online_strided_inputs", layouts=("transposed", "sliced", "fortran"))
+
+
 ONLINE_SOFTMAX = Kata(
     id="online_softmax",
     level=4,
@@ -154,7 +164,8 @@ ONLINE_SOFTMAX = Kata(
     entries=("online_softmax",),
     probes=("attnkata_plugins.core.level4.probe",),  # watched_call runs in the worker
     checks=(online_matches_reference, online_equals_full_softmax, online_empty_rows,
-            online_reads_in_blocks),
+            online_reads_in_blocks,
+            online_strided_inputs),
     predictions=(
         Prediction("m_after_tile1", "scores [0, 2, 1, 2 | 3, 0, 3, 1] read in tiles of 4: m after tile 1",
                    2.0, why="The largest of 0, 2, 1, 2."),

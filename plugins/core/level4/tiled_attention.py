@@ -6,6 +6,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from attnkata import Claim, Kata, Misconception, Prediction, check
+from attnkata.layouts import layout_check
 from attnkata.strategies import FLOAT_DTYPES, qkv, sizes
 
 from .probe import attention_tol, call_watched, live_tiles, loglog_slope, mib, plain_attention
@@ -195,6 +196,17 @@ def _row_strip(q, k, v, block_q=64, block_k=64, causal=False):
     return _tiled(q, k, v, block_q, max(block_k, k.shape[-2]), causal)
 
 
+
+tiled_strided_inputs = layout_check(
+    "tiled_attention", lambda ctx: [((ctx.rng.standard_normal((2, 9, 8)),
+                                      ctx.rng.standard_normal((2, 11, 8)),
+                                      ctx.rng.standard_normal((2, 11, 5))),
+                                     {"block_q": 4, "block_k": 3, "causal": causal})
+                                    for causal in (False, True)],
+    "q, k, v as transposed, sliced and Fortran-ordered views, causal or not",
+    id="tiled_strided_inputs", layouts=("transposed", "sliced", "fortran"))
+
+
 TILED_ATTENTION = Kata(
     id="tiled_attention",
     level=4,
@@ -203,7 +215,8 @@ TILED_ATTENTION = Kata(
     entries=("tiled_attention",),
     probes=("attnkata_plugins.core.level4.probe",),  # watched_call runs in the worker
     checks=(tiled_matches_reference, tiled_broadcasts, tiled_empty_queries, tiled_counts_tiles,
-            tiled_memory_linear),
+            tiled_memory_linear,
+            tiled_strided_inputs),
     predictions=(
         Prediction("o_after_tile1", "one query, scores [0, 2, 1, 2 | 3, 0, 3, 1], values "
                    "[1, 0, 0, 1 | 0, 1, 2, 0], tiles of four: the output acc / l after tile 1", 0.4536,

@@ -8,6 +8,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from attnkata import Claim, Kata, Misconception, Prediction, check
+from attnkata.layouts import layout_check
 from attnkata.strategies import filled, qkv, seeds, sizes
 
 from .probe import call_watched, causal_allowed, plain_attention, score_max
@@ -160,6 +161,20 @@ def _variant(**flags):
     return wrong
 
 
+
+def _backward_layout_cases(ctx):
+    q, k, v, do = (ctx.rng.standard_normal((2, 10, 8)) for _ in range(4))
+    for causal in (False, True):
+        o, lse = plain_attention(q, k, v, causal)
+        yield (q, k, v, o, lse, do), {"block_q": 4, "block_k": 3, "causal": causal}
+
+
+backward_strided_inputs = layout_check(
+    "tiled_attention_backward", _backward_layout_cases,
+    "q, k, v, o, lse and do as transposed, sliced and Fortran-ordered views",
+    id="backward_strided_inputs", layouts=("transposed", "sliced", "fortran"))
+
+
 TILED_ATTENTION_BACKWARD = Kata(
     id="tiled_attention_backward",
     level=4,
@@ -168,7 +183,8 @@ TILED_ATTENTION_BACKWARD = Kata(
     entries=("tiled_attention_backward",),
     probes=("attnkata_plugins.core.level4.probe",),  # watched_call runs in the worker
     checks=(backward_matches_autograd, backward_matches_reference, backward_square,
-            backward_empty_queries, backward_counts_tiles),
+            backward_empty_queries, backward_counts_tiles,
+            backward_strided_inputs),
     predictions=(
         Prediction("d_row", "one query with o = [1, 2] and dO = [3, -1]: its D = rowsum(dO ∘ O)",
                    1.0, why="3·1 + (−1)·2 = 1."),

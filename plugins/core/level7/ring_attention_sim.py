@@ -7,6 +7,7 @@ import copy
 from hypothesis import strategies as st
 
 from attnkata import Claim, Fake, Kata, Misconception, Prediction, check
+from attnkata.layouts import layout_check
 from attnkata.compare import changed, compare, describe_value
 from attnkata.harness import Abort, KataFailure
 from attnkata.strategies import batch_dims, seeds, sizes
@@ -125,6 +126,23 @@ def _mutating_sim(q_shards, k_shards, v_shards, causal=False, layout="contiguous
     return out
 
 
+
+def _sim_layout_cases(ctx):
+    case = {"world_size": 3, "n_local": 4, "d": 8, "lead": (2,), "dtype": "float64",
+            "scale": 1.0, "seed": 5}
+    P = case["world_size"]
+    q, k, v = full_qkv(**case)
+    shards = tuple(T.shard(x, P, "contiguous") for x in (q, k, v))
+    for causal in (False, True):
+        yield shards, {"causal": causal}
+
+
+sim_strided_inputs = layout_check(
+    "ring_attention_sim", _sim_layout_cases,
+    "every shard as a transposed or sliced view", id="sim_strided_inputs",
+    layouts=("transposed", "sliced"))
+
+
 RING_ATTENTION_SIM = Kata(
     id="ring_attention_sim",
     level=7,
@@ -132,7 +150,8 @@ RING_ATTENTION_SIM = Kata(
     path="level7/ring_attention_sim.py",
     entries=("ring_attention_sim", "rotation_schedule"),
     checks=(schedule_matches, sim_matches_full, sim_causal_contiguous, sim_causal_zigzag,
-            sim_large_scores),
+            sim_large_scores,
+            sim_strided_inputs),
     predictions=(
         Prediction("rotations_per_pass", "P = 4 devices: how many times do the K/V blocks move "
                    "one step round the ring in one forward pass?", 3, kind="exact",

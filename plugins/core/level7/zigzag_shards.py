@@ -5,6 +5,7 @@ from __future__ import annotations
 from hypothesis import strategies as st
 
 from attnkata import Claim, Kata, Misconception, Prediction, check
+from attnkata.layouts import layout_check
 from attnkata.compare import describe
 from attnkata.strategies import seeds
 
@@ -124,13 +125,29 @@ def uneven_allowed(x, world_size, dim):
     return [torch.cat([chunks[r], chunks[2 * world_size - 1 - r]], dim=dim) for r in range(world_size)]
 
 
+
+def _zigzag_layout_cases(ctx):
+    import torch
+
+    x = torch.from_numpy(ctx.rng.standard_normal((2, 16, 8)))
+    yield (x, 4, 1), {}
+    yield (x.float(), 2, -1), {}
+
+
+zigzag_strided_inputs = layout_check(
+    "zigzag_shards", _zigzag_layout_cases,
+    "x as a transposed or sliced view: the shards hold the same values",
+    id="zigzag_strided_inputs", layouts=("transposed", "sliced"))
+
+
 ZIGZAG_SHARDS = Kata(
     id="zigzag_shards",
     level=7,
     title="Zigzag sharding: the same causal work on every rank",
     path="level7/zigzag_shards.py",
     entries=("zigzag_shards",),
-    checks=(zigzag_matches, zigzag_rejects_uneven, zigzag_balances_work),
+    checks=(zigzag_matches, zigzag_rejects_uneven, zigzag_balances_work,
+            zigzag_strided_inputs),
     predictions=(
         Prediction("contiguous_tiles_p4", "P = 4, causal, the sequence cut into 2P = 8 equal chunks; "
                    "a tile is one (query chunk, key chunk) pair causal attention needs (key chunk ≤ "

@@ -6,6 +6,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from attnkata import Claim, Kata, Misconception, Prediction, check
+from attnkata.layouts import layout_check
 from attnkata.compare import compare, describe_value
 from attnkata.strategies import FLOAT_DTYPES, batch_dims, seeds, sizes
 
@@ -277,12 +278,28 @@ def _floor_groups(tokens, kv_heads, head_dim, group, scale_bytes=2):
             + tokens * kv_heads * scale_bytes)
 
 
+
+def _quant_layout_cases(ctx):
+    yield (ctx.rng.standard_normal((2, 7, 8)) * 3,), {}
+    yield (ctx.rng.standard_normal((5, 4)).astype(np.float32),), {}
+
+
+keys_strided_inputs = layout_check(
+    "quantize_keys", _quant_layout_cases, "keys as transposed, sliced and Fortran-ordered views",
+    id="keys_strided_inputs", layouts=("transposed", "sliced", "fortran"))
+values_strided_inputs = layout_check(
+    "quantize_values", _quant_layout_cases,
+    "values as transposed, sliced and Fortran-ordered views", id="values_strided_inputs",
+    layouts=("transposed", "sliced", "fortran"))
+
+
 KV_QUANTIZE = Kata(
     id="kv_quantize", level=8, title="An int8 KV cache: keys per channel, values per token",
     path="level8/kv_quantize.py",
     entries=("quantize_keys", "quantize_values", "dequantize", "int8_kv_bytes"),
     checks=(keys_match_reference, values_match_reference, half_step_error, dequantize_matches,
-            bytes_match_reference, memory_ratio_exact, attention_error_toy),
+            bytes_match_reference, memory_ratio_exact, attention_error_toy,
+            keys_strided_inputs, values_strided_inputs),
     predictions=(
         Prediction("ratio_d64_g64", "int8 K and V with 2-byte scales, d = 64, key groups of G = 64: "
                    "bytes as a fraction of the fp16 cache", 0.515625, rel_tol=0.002,

@@ -8,6 +8,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from attnkata import Claim, Kata, Misconception, Prediction, check
+from attnkata.layouts import layout_check
 
 # ---------------------------------------------------------------------------
 # The judge's own model of the server and the metrics, with switches for the mistakes
@@ -251,11 +252,21 @@ def latency_percentiles(ctx):
 # The kata
 # ---------------------------------------------------------------------------
 
+
+latency_strided_inputs = layout_check(
+    "serve_trace", lambda ctx: [((*EXAMPLE, 0.5, 10.0, 2.0), {}),
+                                ((np.array([0.0, 3.0, 3.0, 40.0]), np.array([10, 50, 5, 20]),
+                                  np.array([4, 1, 6, 2]), *BURSTY_COST), {})],
+    "arrival times as every other entry of a longer buffer", id="latency_strided_inputs",
+    layouts=("sliced",))
+
+
 SERVING_LATENCY = Kata(
     id="serving_latency", level=8, title="Serving latency: TTFT, TPOT, SLOs and p99 on a toy server",
     path="level8/serving_latency.py", entries=("serve_trace", "latency_metrics"),
     checks=(latency_worked_example, latency_trace_matches, latency_metrics_match, latency_properties,
-            latency_percentiles, latency_bursty),
+            latency_percentiles, latency_bursty,
+            latency_strided_inputs),
     predictions=(
         Prediction("p50_of_four", "np.percentile default: the p50 of TTFTs [10, 20, 30, 40] ms",
                    25.0, why="Position 0.5·(4 − 1) = 1.5: halfway between 20 and 30."),

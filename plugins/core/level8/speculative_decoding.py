@@ -16,6 +16,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from attnkata import Claim, Kata, Misconception, Prediction, check
+from attnkata.layouts import layout_check
 
 # ---------------------------------------------------------------------------
 # The judge's copy of the rule, with switches for the mistakes
@@ -349,12 +350,21 @@ def spec_statistical(ctx):
 # The kata
 # ---------------------------------------------------------------------------
 
+
+spec_strided_inputs = layout_check(
+    "speculative_step", lambda ctx: [((EX_P, EX_Q, [0, 2], np.array([0.9, 0.35]), 0.5), {}),
+                                     ((EX_P, EX_Q, [1, 2], np.array([0.1, 0.2]), 0.7), {})],
+    "target and draft distributions (and the uniforms) as transposed and sliced views",
+    id="spec_strided_inputs", layouts=("transposed", "sliced"))
+
+
 SPECULATIVE_DECODING = Kata(
     id="speculative_decoding", level=8,
     title="Speculative decoding: draft, verify with min(1, p/q), resample the residual",
     path="level8/speculative_decoding.py",
     entries=("acceptance_rate", "expected_tokens_per_step", "speculative_step"),
-    checks=(spec_worked_example, spec_matches, spec_rates, spec_exact_distribution, spec_statistical),
+    checks=(spec_worked_example, spec_matches, spec_rates, spec_exact_distribution, spec_statistical,
+            spec_strided_inputs),
     predictions=(
         Prediction("alpha_example", "p = [0.6, 0.3, 0.1], q = [0.3, 0.3, 0.4]: the acceptance rate α",
                    0.7, why="Σ min(p, q) = 0.3 + 0.3 + 0.1 = 0.7 (one minus the total variation 0.3)."),
