@@ -8,6 +8,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from attnkata import Claim, Kata, Misconception, Prediction, check
+from attnkata.layouts import layout_check
 from attnkata.strategies import qkv, seeds
 
 from .common import attention_tol, call_shaped, causal
@@ -206,6 +207,20 @@ def _weights_transposed(q, k, v, mask=None):
     return (np.swapaxes(p, -1, -2) @ v).astype(q.dtype)
 
 
+
+def _att_layout_cases(ctx):
+    q, k, v = (ctx.rng.standard_normal(s) for s in ((2, 4, 8), (2, 6, 8), (2, 6, 5)))
+    yield (q, k, v), {}
+    yield (q.astype(np.float32), k.astype(np.float32), v.astype(np.float32)), {
+        "mask": np.arange(6)[None, :] <= np.arange(4)[:, None] + 2}
+
+
+att_strided_inputs = layout_check(
+    "attention", _att_layout_cases,
+    "q, k, v as transposed, sliced and Fortran-ordered views, masked or not",
+    id="att_strided_inputs", layouts=("transposed", "sliced", "fortran"))
+
+
 ATTENTION = Kata(
     id="attention",
     level=1,
@@ -214,7 +229,8 @@ ATTENTION = Kata(
     entries=("attention",),
     checks=(att_matches_reference, att_masked_matches_reference, att_empty_row, att_causal_self,
             att_broadcasts, att_identical_keys, att_weights_sum_to_one,
-            att_permutation_equivariant, att_causality),
+            att_permutation_equivariant, att_causality,
+            att_strided_inputs),
     predictions=(
         Prediction("identical_keys_output", "all three keys are identical and v = [[1, 2], [3, 4], "
                    "[5, 6]]: the output for any query, as a tuple", (3.0, 4.0), rel_tol=1e-6,
@@ -282,6 +298,24 @@ ATTENTION = Kata(
 # Diagnosis by behaviour (docs/DIAGNOSIS.md): each misconception's probes are small
 # inputs chosen to tell it apart from the others, with a predicate true for every way
 # of making that mistake and false for correct code (selfcheck proves both).
+#
+# Where learners go wrong — a source note per misconception:
+# - forgot_scale: vaswani-2017 §3.2.1 gives the reason for 1/√d; leaving it out passes
+#   at small d and saturates the softmax as d grows.
+# - softmax_over_queries: PetrochukM/PyTorch-NLP#2 and
+#   jadore801120/attention-is-all-you-need-pytorch#52 (softmax over dim 0, not −1).
+# - mask_after_softmax: lucidrains/memory-compressed-attention#2 (the order of masking
+#   and softmax).
+# - masked_with_zero / masked_with_large_negative: pytorch/pytorch#26098 (which fill value
+#   to use, and its fp16 trouble); ml-explore/mlx#2395 (a fully masked row comes back
+#   neither zeros nor NaN: the mean of V a finite fill gives).
+# - mask_inverted: PyTorch's two conventions for boolean masks — True means "masked" in
+#   nn.MultiheadAttention's masks and "may attend" in F.scaled_dot_product_attention.
+# - nan_on_empty_rows: pytorch/pytorch#41508 and #131060 (_safe_softmax);
+#   tracel-ai/burn#4694 (−inf − (−inf) = NaN on a fully masked row).
+# - weights_transposed: writing Σ_j P[i, j]·v_j as a matmul with the wrong operand
+#   transposed; only square problems (n_q = n_k) run at all.
+# - no_max_subtraction, k_dot_T_batched: notes at their implementations below.
 # ---------------------------------------------------------------------------
 
 from attnkata import Fake  # noqa: E402
@@ -290,16 +324,18 @@ from attnkata.diagnose import (Probe, all_of, along, attach, attempt, check as h
 
 
 def _no_max(q, k, v, mask=None):
-    # source: the classic overflow of a naive softmax, exp(1000) = inf and inf/inf = NaN
-    # (d2l.ai discussion of softmax; PyTorch forum "softmax returns nan" threads)
+    # source: the naive softmax overflows once a score passes ~709 (float64), ~88
+    # (float32): exp gives inf and inf/inf is NaN; burn's fix in tracel-ai/burn#4697
+    # clamps the max for the same reason, and milakov-2018 starts from this problem
     s = _masked(_scores(q, k), mask)
     e = np.exp(s)
     return ((e / e.sum(axis=-1, keepdims=True)) @ v).astype(q.dtype)
 
 
 def _k_dot_T(q, k, v, mask=None):
-    # source: `k.T` reverses EVERY axis of a batched array (numpy docs, ndarray.T; a
-    # frequent StackOverflow question); only the last two should swap
+    # source: `k.T` reverses EVERY axis of a batched array; only the last two should
+    # swap (HomericIntelligence/Odyssey#5648: "transpose(key) reverses all axes", every
+    # batched call raised; torch warns about x.T beyond 2-D, deepset-ai/haystack#9393)
     s = q @ k.T / math.sqrt(q.shape[-1])
     return (_softmax_rows(_masked(s, mask)) @ v).astype(q.dtype)
 

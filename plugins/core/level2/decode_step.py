@@ -6,6 +6,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from attnkata import Claim, Kata, Misconception, Prediction, check
+from attnkata.layouts import LAYOUTS, covers
 from attnkata.strategies import FLOAT_DTYPES, SCALES, filled, seeds, sizes
 
 
@@ -134,10 +135,22 @@ def _over_heads(q_t, cache):
     return ((e / e.sum(axis=0, keepdims=True)) @ cache.values).astype(q_t.dtype)
 
 
+
+@covers("noncontiguous")
+@check("q_t and the cached keys and values as transposed and sliced views")
+def decode_strided_inputs(ctx):
+    q_t = ctx.rng.standard_normal((2, 1, 8))
+    k, v = ctx.rng.standard_normal((2, 9, 8)), ctx.rng.standard_normal((2, 9, 8))
+    for name in ("transposed", "sliced"):
+        view = LAYOUTS[name]
+        ctx.expect("decode_step", view(q_t), ArrayCache(view(k), view(v)))
+
+
 DECODE_STEP = Kata(
     id="decode_step", level=2, title="One decoding step over the cache",
     path="level2/decode_step.py", entries=("decode_step",),
-    checks=(decode_matches_reference, decode_equals_causal_attention, decode_single_token),
+    checks=(decode_matches_reference, decode_equals_causal_attention, decode_single_token,
+            decode_strided_inputs),
     predictions=(
         Prediction("dots_per_step", "the cache holds T = 1000 tokens: how many query·key dot "
                    "products does one decode step compute, per head?", 1000, rel_tol=1e-9,
