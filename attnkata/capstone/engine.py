@@ -118,7 +118,8 @@ class Engine:
         def heads(w: torch.nn.Linear, count: int) -> np.ndarray:
             return w(h).view(n, count, cfg.head_dim).transpose(0, 1).contiguous().numpy()
 
-        q, k, v = heads(block.wq, cfg.n_heads), heads(block.wk, cfg.n_kv_heads), heads(block.wv, cfg.n_kv_heads)
+        q = heads(block.wq, cfg.n_heads)
+        k, v = heads(block.wk, cfg.n_kv_heads), heads(block.wv, cfg.n_kv_heads)
         positions = np.arange(start, start + n)
         q = np.asarray(self.kit.call("rope", f"{where}, q", q, positions, cfg.rope_base))
         k = np.asarray(self.kit.call("rope", f"{where}, k", k, positions, cfg.rope_base))
