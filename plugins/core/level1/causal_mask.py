@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from attnkata import Claim, Kata, Misconception, Prediction, check
+from attnkata.layouts import covers
 
 from .common import MASK_FAKES, call_shaped, causal
 
@@ -63,13 +64,24 @@ def _additive(n_q, n_k):
     return np.where(causal(n_q, n_k), 0.0, -np.inf)
 
 
+
+@covers("large_positions")
+@check("decoding at position 200,000: a few queries against every key, never an n_k × n_k mask")
+def causal_large_positions(ctx):
+    # integer positions are exact at any size: what fails here is building the square
+    # n_k × n_k mask and slicing its last rows (40 GB of booleans at n_k = 200,000)
+    for n_q, n_k in ((1, 200_000), (3, 200_003)):
+        ctx.expect("causal_mask", n_q, n_k)
+
+
 CAUSAL_MASK = Kata(
     id="causal_mask",
     level=1,
     title="The causal mask: no peeking at the future",
     path="level1/causal_mask.py",
     entries=("causal_mask",),
-    checks=(causal_matches_reference, causal_square_counts, causal_decode_row, causal_more_queries),
+    checks=(causal_matches_reference, causal_square_counts, causal_decode_row, causal_more_queries,
+            causal_large_positions),
     generic_fakes=MASK_FAKES,
     predictions=(
         Prediction("allowed_8x8", "how many entries of causal_mask(8, 8) are True", 36, kind="exact",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from attnkata import Claim, Kata, Misconception, Prediction, check
+from attnkata.layouts import covers
 
 from .common import MASK_FAKES, call_shaped, causal
 
@@ -94,13 +95,24 @@ def _window_int(n_q, n_k, window):
     return ((cols <= pos) & (cols > pos - window)).astype(np.int64)
 
 
+
+@covers("large_positions")
+@check("queries at positions near 300,000 with a 4,096-token window: only the window is True")
+def window_large_positions(ctx):
+    # positions are integers, exact at any size; a mask built as n_k × n_k and sliced
+    # would need 90 GB here
+    for n_q, n_k, window in ((1, 300_000, 4096), (4, 300_004, 4096), (2, 250_000, 1)):
+        ctx.expect("sliding_window_mask", n_q, n_k, window)
+
+
 SLIDING_WINDOW_MASK = Kata(
     id="sliding_window_mask",
     level=1,
     title="Sliding windows: local attention that stacks into long reach",
     path="level1/sliding_window_mask.py",
     entries=("sliding_window_mask",),
-    checks=(window_matches_reference, window_limits, window_row_counts, window_receptive_field),
+    checks=(window_matches_reference, window_limits, window_row_counts, window_receptive_field,
+            window_large_positions),
     generic_fakes=MASK_FAKES,
     predictions=(
         Prediction("allowed_8x8_w3", "how many entries of sliding_window_mask(8, 8, 3) are True",
