@@ -1,7 +1,7 @@
 """How long a learner waits: one-kata runs and the whole ladder, against `import torch`.
 
     python benchmarks/loop_speed.py [--repeat 3] [--root DIR] [--python PYTHON]
-                                    [--no-ladder] [--parallel]
+                                    [--no-ladder] [--parallel] [--only TEXT]
 
 Runs each command once to warm the bytecode caches, then ``--repeat`` rounds in a
 checkout (default: this one) with the given interpreter.  In every round each run is
@@ -59,11 +59,15 @@ def main() -> None:
     parser.add_argument("--python", default=sys.executable)
     parser.add_argument("--no-ladder", action="store_true", help="leave out the whole ladder")
     parser.add_argument("--parallel", action="store_true", help="add the ladder with -n 2 and -n auto")
+    parser.add_argument("--only", metavar="TEXT", default=None,
+                        help="only the runs whose name contains TEXT (import torch always runs)")
     opts = parser.parse_args()
     runs = {name: args for name, args in RUNS.items()
             if not (opts.no_ladder and name.startswith("whole ladder"))}
     if opts.parallel:
         runs.update(PARALLEL)
+    if opts.only:
+        runs = {n: a for n, a in runs.items() if n == "import torch" or opts.only in n}
     base_args = runs.pop("import torch")
     for args in [base_args, *runs.values()]:  # warm: bytecode cached, as on a learner's second run
         wall(opts.python, args, opts.root)

@@ -10,9 +10,10 @@ waiting on the wire.
 
 Both sides grow with the block, but not alike. Compute pairs every query of the block
 with every key: it grows with c². The transfer carries c tokens of K and V: it grows
-with c. So there is a block size past which the transfer always hides, and it does not
-depend on the head dimension d, since both sides grow in proportion to d. This kata
-turns that into four small functions: a model, not a measurement.
+with c. So there is a block size past which the transfer always hides. (Whether the
+head dimension d moves it is the last prediction below: see how each side grows with d
+in the math.) This kata turns that into four small functions: a model, not a
+measurement.
 
 The math
 --------
@@ -23,7 +24,7 @@ The math
     hidden        ⇔  T_compute ≥ T_transfer  ⇔  c ≥ F · b / (2 · B)
 
 - c : block_tokens, the tokens in one rank's shard (one block)
-- d : the head dimension (for several heads, d is their total width; it cancels anyway)
+- d : the head dimension (for several heads, d is their total width)
 - b : dtype_bytes, bytes per element (2 for fp16/bf16, 4 for fp32)
 - F : flops_per_s, the rank's sustained arithmetic rate
 - B : bytes_per_s, the link's bandwidth towards the next rank
