@@ -98,3 +98,91 @@ SCALED_SCORES = Kata(
         "your qk_scores: `from .qk_scores import qk_scores`.",
     ),
 )
+
+
+# == diagnosis by behaviour, levels 0-2 (issue 14) ==
+# Probes (docs/DIAGNOSIS.md): each scale mistake multiplies the right answer by its own
+# factor, so two widths d (and key counts) that give different factors tell them apart.
+# Where learners go wrong — a source note per misconception:
+# - forgot_scale: lucidrains/vit-pytorch#65 and Graylab/DL4Proteins-notebooks#12 (the
+#   scale is left out or taken from the wrong width; vaswani-2017 §3.2.1 gives why).
+# - divided_by_d: thegregyang/NTK4A#3 (1/d, the μP scaling, read as the attention scale).
+# - multiplied_by_sqrt_d: `scores * d ** 0.5` where `* d ** -0.5` was meant.
+# - scaled_by_sequence: jadore801120/attention-is-all-you-need-pytorch#42 (a width other
+#   than the key/query width d_k, there d_model, used for the scale).
+# - float64_promotion, power_precedence: notes at their implementations below.
+
+from attnkata import Fake  # noqa: E402
+from attnkata.diagnose import Probe, attach, check as holds, close  # noqa: E402
+
+
+def _promoted(q, k):
+    # source: numpy/numpy NEP 50 (NumPy 2): a float32 array divided by np.sqrt(d), a
+    # float64 scalar, comes back float64 (this kata's hint 2 warns about it)
+    return (q @ np.swapaxes(k, -1, -2)) / np.sqrt(np.float64(q.shape[-1]))
+
+
+def _precedence(q, k):
+    # source: davedelong/DDMathParser#26 (2**1/2 read as (2**1)/2): `d ** 1/2` is d/2
+    return (q @ np.swapaxes(k, -1, -2)) / np.asarray(q.shape[-1] ** 1 / 2, dtype=q.dtype)
+
+
+_RS = np.random.default_rng(1402)
+_Q16, _K16 = _RS.standard_normal((3, 16)), _RS.standard_normal((9, 16))   # d = 16, 9 keys
+_Q9, _K9 = _RS.standard_normal((4, 9)), _RS.standard_normal((16, 9))      # d = 9, 16 keys
+_RAW16, _RAW9 = _Q16 @ _K16.T, _Q9 @ _K9.T
+
+
+def _is(raw, factor):
+    """The output is the raw dot products times ``factor``."""
+    return holds(lambda g, w: close(g, raw * factor))
+
+
+def _kept_float64(dtype):
+    return holds(lambda g, w: np.asarray(g).dtype == np.float64 and np.asarray(w).dtype == dtype
+                 and close(np.asarray(g), np.asarray(w).astype(np.float64), (1e-3, 1e-3)))
+
+
+SCALED_SCORES = attach(
+    SCALED_SCORES,
+    add=(
+        Misconception("float64_promotion", "divided by np.sqrt(d), a float64 scalar, so float32 "
+                      "scores come back float64", {"scaled_scores": _promoted},
+                      "Under NumPy 2 a float32 array divided by a float64 scalar is float64. "
+                      "Divide by math.sqrt(d) (a Python float) or cast back with .astype(q.dtype)."),
+        Misconception("power_precedence", "wrote d ** 1/2, which is (d ** 1) / 2 = d/2, not √d",
+                      {"scaled_scores": _precedence},
+                      "** binds tighter than /: d ** 1/2 is d/2. Write d ** 0.5 or math.sqrt(d)."),
+    ),
+    probes={
+        "forgot_scale": (Probe.of("d = 16, 9 keys", "scaled_scores", _Q16, _K16, holds=_is(_RAW16, 1)),
+                         Probe.of("d = 9, 16 keys", "scaled_scores", _Q9, _K9, holds=_is(_RAW9, 1))),
+        "divided_by_d": (Probe.of("d = 16, 9 keys", "scaled_scores", _Q16, _K16, holds=_is(_RAW16, 1 / 16)),
+                         Probe.of("d = 9, 16 keys", "scaled_scores", _Q9, _K9, holds=_is(_RAW9, 1 / 9))),
+        "multiplied_by_sqrt_d": (
+            Probe.of("d = 16, 9 keys", "scaled_scores", _Q16, _K16, holds=_is(_RAW16, 4)),
+            Probe.of("d = 9, 16 keys", "scaled_scores", _Q9, _K9, holds=_is(_RAW9, 3))),
+        "scaled_by_sequence": (
+            Probe.of("d = 16, 9 keys", "scaled_scores", _Q16, _K16, holds=_is(_RAW16, 1 / 3)),
+            Probe.of("d = 9, 16 keys", "scaled_scores", _Q9, _K9, holds=_is(_RAW9, 1 / 4))),
+        "power_precedence": (
+            Probe.of("d = 16, 9 keys", "scaled_scores", _Q16, _K16, holds=_is(_RAW16, 1 / 8)),
+            Probe.of("d = 9, 16 keys", "scaled_scores", _Q9, _K9, holds=_is(_RAW9, 2 / 9))),
+        "float64_promotion": (
+            Probe.of("float32 q, k (d = 16)", "scaled_scores", _Q16.astype(np.float32),
+                     _K16.astype(np.float32), holds=_kept_float64(np.float32)),
+            Probe.of("float16 q, k (d = 9)", "scaled_scores", _Q9.astype(np.float16),
+                     _K9.astype(np.float16), holds=_kept_float64(np.float16)),
+        ),
+    },
+    diagnostics=(
+        Probe.of("d = 16, 3 queries, 9 keys", "scaled_scores", _Q16, _K16, axes=("query", "key")),
+    ),
+    variants=(
+        Fake("queries_scaled_first", {"scaled_scores": lambda q, k: (
+            q * q.shape[-1] ** -0.5) @ np.swapaxes(k, -1, -2)}),
+        Fake("einsum_power", {"scaled_scores": lambda q, k: np.einsum(
+            "...id,...jd->...ij", q, k) * q.shape[-1] ** -0.5}),
+    ),
+)
+# == end of diagnosis by behaviour, levels 0-2 ==

@@ -135,3 +135,133 @@ SOFTMAX = Kata(
         "too, so guard the division: e / np.where(total == 0, 1, total).",
     ),
 )
+
+
+# == diagnosis by behaviour, levels 0-2 (issue 14) ==
+# Probes (docs/DIAGNOSIS.md): each mistake fails on its own kind of row — huge logits,
+# rows far below the others, an all -inf row, a non-square array — and is right elsewhere.
+# Where learners go wrong — a source note per misconception:
+# - no_max_subtraction: deeplearning4j/deeplearning4j-examples#730 and
+#   intel/xFasterTransformer#326 (exp of the raw input overflows to NaN).
+# - wrong_axis: jadore801120/attention-is-all-you-need-pytorch#52 (softmax over dim 0).
+# - not_normalised: FluxML/NNlib.jl#206-style hand-rolled softmax that stops at exp.
+# - nan_on_empty_rows: pytorch/pytorch#41508 (an all -inf row gives NaN).
+# - no_keepdims, global_max: notes at their implementations below.
+
+from attnkata import Fake  # noqa: E402
+from attnkata.diagnose import (Probe, along, attach, attempt, check as holds, close,  # noqa: E402
+                               nan_in, raises, wrong_only_in)
+
+
+def _no_keepdims(x, axis=-1):
+    # source: the reduction loses its axis without keepdims=True, so the division
+    # broadcasts along the wrong axis: it raises on [3, 4] and is silently wrong on
+    # square arrays (the classic NumPy broadcasting trap in hand-written softmax)
+    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    return e / e.sum(axis=axis)
+
+
+def _global_max(x, axis=-1):
+    # source: open-edge-platform/geti#1507 (`np.exp(x - np.max(x))`: one maximum for the
+    # whole array, so a row far below it underflows to 0/0)
+    e = np.exp(x - np.max(x))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+_RX = np.random.default_rng(1403)
+_X34, _X44 = _RX.standard_normal((3, 4)), _RX.standard_normal((4, 4))
+_X25, _X23 = _RX.standard_normal((2, 5)), _RX.standard_normal((2, 3))
+_FAR = np.array([[0.0, 1.0], [-800.0, -801.0]])            # row 1 far below row 0
+_FAR_TOP = np.array([[1000.0, 999.0], [0.0, -1.0]])        # row 0 huge, row 1 ordinary
+_EMPTY = np.array([[-np.inf, -np.inf, -np.inf], [0.0, -np.inf, 1.0]])
+_SHAPEY = "broadcast|shape|operand"
+
+
+def _normalised_along(axis):
+    return holds(lambda g, w: np.allclose(np.sum(g, axis=axis), 1)
+                 and not np.allclose(np.sum(g, axis=-1 if axis == 0 else 0), 1))
+
+
+def _right_then(first, second, pred):
+    """Right on ``first``; ``pred`` on ``second`` (one probe, two inputs)."""
+    return Probe(f"{first.tolist()}, then {second.tolist()}".replace("-inf", "−inf"),
+                 lambda ns: (attempt(lambda: ns.softmax(first.copy())),
+                             attempt(lambda: ns.softmax(second.copy()))),
+                 holds(lambda g, w: close(g[0], w[0]) and pred(g[1], w[1])))
+
+
+_row1_only_wrong = holds(lambda g, w: wrong_only_in(along(-2, 1))(g, w)
+                         and not np.allclose(np.nan_to_num(np.asarray(g)[1]).sum(), 1))
+
+SOFTMAX = attach(
+    SOFTMAX,
+    add=(
+        Misconception("no_keepdims", "reduced without keepdims=True, so the sum broadcasts "
+                      "along the wrong axis", {"softmax": _no_keepdims},
+                      "x.sum(axis) drops the axis: dividing [3, 4] by a [3] array fails, and a "
+                      "square array is divided by the wrong rows' sums. Use keepdims=True."),
+        Misconception("global_max", "subtracted the maximum of the whole array, not of each row",
+                      {"softmax": _global_max},
+                      "One shift for every row is exact in theory, but a row far below the "
+                      "global maximum underflows to all zeros and 0/0 is NaN. Subtract each "
+                      "row's own maximum (np.max(x, axis=axis, keepdims=True))."),
+    ),
+    probes={
+        "no_max_subtraction": (
+            Probe.of("softmax([1000, 1000]) in float64", "softmax", np.array([1000.0, 1000.0]),
+                     holds=nan_in()),
+            Probe.of("float32 logits [[100, 99, 0]]", "softmax",
+                     np.array([[100.0, 99.0, 0.0]], np.float32), holds=nan_in()),
+        ),
+        "wrong_axis": (
+            Probe.of("a [3, 4] array, default axis", "softmax", _X34, holds=_normalised_along(0)),
+            Probe.of("a [2, 5] array, axis=0", "softmax", _X25, axis=0, holds=_normalised_along(-1)),
+        ),
+        "not_normalised": (
+            Probe.of("a [2, 3] array", "softmax", _X23, holds=holds(
+                lambda g, w: not np.allclose(np.sum(g, -1), 1)
+                and close(np.asarray(g) / np.sum(g, -1, keepdims=True), w))),
+            Probe.of("[1, 2, 3] along axis 0", "softmax", np.array([1.0, 2.0, 3.0]), axis=0,
+                     holds=holds(lambda g, w: not np.isclose(np.sum(g), 1)
+                                 and close(np.asarray(g) / np.sum(g), w))),
+        ),
+        "nan_on_empty_rows": (
+            _right_then(_FAR_TOP, _EMPTY, holds(
+                lambda g, w: nan_in(along(-2, 0))(g, w) and wrong_only_in(along(-2, 0))(g, w))),
+            _right_then(np.array([1000.0, 1000.0]), np.full(3, -np.inf),
+                        holds(lambda g, w: bool(np.isnan(np.asarray(g, float)).all()))),
+        ),
+        "no_keepdims": (
+            Probe.of("a [3, 4] array", "softmax", _X34, holds=raises("", _SHAPEY)),
+            Probe.of("a [4, 4] array", "softmax", _X44,
+                     holds=holds(lambda g, w: np.shape(g) == (4, 4) and not close(g, w))),
+        ),
+        "global_max": (
+            Probe.of("rows [0, 1] and [−800, −801]", "softmax", _FAR, holds=_row1_only_wrong,
+                     axes=("row", "entry")),
+            Probe.of("rows [1000, 999] and [0, −1]", "softmax", _FAR_TOP, holds=_row1_only_wrong,
+                     axes=("row", "entry")),
+        ),
+    },
+    raises={"no_keepdims": (("", _SHAPEY),)},
+    diagnostics=(
+        Probe.of("rows of ordinary, huge, far-apart and all −inf logits", "softmax",
+                 np.array([[0.5, -1.0, 2.0], [1000.0, 998.0, 999.0], [-700.0, -702.0, -701.0],
+                           [-np.inf, -np.inf, -np.inf]]), axes=("row", "entry")),
+    ),
+    variants=(
+        Fake("logsumexp", {"softmax": lambda x, axis=-1: _lse_softmax(x, axis)}),
+        Fake("moved_axis", {"softmax": lambda x, axis=-1: np.moveaxis(
+            _lse_softmax(np.moveaxis(x, axis, -1), -1), -1, axis)}),
+    ),
+)
+
+
+def _lse_softmax(x, axis=-1):
+    """A correct variant: exp(x − logsumexp(x)), an all −inf row set to zeros."""
+    m = np.max(x, axis=axis, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0)
+    with np.errstate(divide="ignore"):
+        lse = m + np.log(np.exp(x - m).sum(axis=axis, keepdims=True))
+    return np.where(np.isfinite(lse), np.exp(x - np.where(np.isfinite(lse), lse, 0)), 0).astype(x.dtype)
+# == end of diagnosis by behaviour, levels 0-2 ==
