@@ -9,6 +9,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from attnkata import Claim, Fake, Kata, Misconception, Prediction, check
+from attnkata.layouts import LAYOUTS, covers
 from attnkata.strategies import FLOAT_DTYPES, seeds, sizes
 
 from ._cache8 import wrong_class
@@ -280,11 +281,60 @@ class _KeepsEverything(_GrowsBuffer):
         return self._all_k if ring is self._k else self._all_v
 
 
+
+def _drive_views(ns, layout, window=4):
+    """Chunks appended as ``layout`` views (transposed, sliced, Fortran-ordered)."""
+    _, k, v = stream(2, 3, 11, np.float64, 23)
+    cache = ns.SlidingWindowKVCache(2, 3, window, dtype=np.float32)
+    seen, at = [], 0
+    for t in (3, 1, 5, 2):
+        view = LAYOUTS[layout]
+        cache.append(view(np.ascontiguousarray(k[:, at:at + t])),
+                     view(np.ascontiguousarray(v[:, at:at + t])))
+        at += t
+        seen.append((len(cache), cache.tokens_seen, np.array(cache.keys), np.array(cache.values)))
+    return seen
+
+
+@covers("noncontiguous")
+@check("chunks appended as transposed, sliced and Fortran-ordered views are stored by value")
+def window_strided_appends(ctx):
+    for layout in ("transposed", "sliced", "fortran"):
+        ctx.expect_scenario(lambda ns, layout=layout: _drive_views(ns, layout),
+                            f"SlidingWindowKVCache(2, 3, window=4, dtype=float32) fed {layout} "
+                            f"views of chunks of [3, 1, 5, 2] tokens")
+
+
+def _drive_far(ns, window):
+    """One chunk of 999,998 tokens, then three single tokens: positions past 10⁶."""
+    _, k, v = stream(1, 2, 1_000_001, np.float32, 31)
+    cache = ns.SlidingWindowKVCache(1, 2, window, dtype=np.float32)
+    cache.append(k[:, :999_998], v[:, :999_998])
+    seen = [(len(cache), cache.tokens_seen, np.array(cache.keys), np.array(cache.values))]
+    for p in range(999_998, 1_000_001):
+        cache.append(k[:, p:p + 1], v[:, p:p + 1])
+        seen.append((len(cache), cache.tokens_seen, np.array(cache.keys), np.array(cache.values)))
+    return seen
+
+
+@covers("large_positions")
+@check("float32 at positions past 10⁶ (one chunk of 999,998 tokens, then single tokens): the "
+       "last W tokens, oldest first")
+def window_large_positions(ctx):
+    # positions are Python ints (exact); what fails here is a ring slot computed from a
+    # float32 position, or a copy of every token seen before trimming to the window
+    for window in (5, 4096):
+        ctx.expect_scenario(lambda ns, window=window: _drive_far(ns, window),
+                            f"SlidingWindowKVCache(1, 2, window={window}, dtype=float32) fed "
+                            f"999,998 tokens at once, then 3 more")
+
+
 SWA_KV_CACHE = Kata(
     id="swa_kv_cache", level=8, title="A sliding-window KV cache as a ring buffer",
     path="level8/swa_kv_cache.py", entries=("SlidingWindowKVCache",),
     checks=(window_matches_reference, worked_example, decode_equals_windowed_attention,
-            memory_constant_in_length),
+            memory_constant_in_length,
+            window_strided_appends, window_large_positions),
     predictions=(
         Prediction("mistral_cache_mib", "Mistral-7B-like (32 layers, 8 KV heads, d = 128, fp16), "
                    "window 4096, batch 1: the cache after 32,768 tokens, in MiB", 512, rel_tol=0.01,
