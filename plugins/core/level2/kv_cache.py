@@ -8,6 +8,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from attnkata import Claim, Fake, Kata, Misconception, Prediction, check
+from attnkata.layouts import LAYOUTS, covers
 from attnkata.diagnose import loglog_slope
 from attnkata.strategies import FLOAT_DTYPES, seeds, sizes
 from attnkata_plugins.kvlab import kv_cache_bytes as lab_bytes
@@ -281,11 +282,34 @@ class _KeepsInputDtype(_Chunks):
     values = property(lambda self: np.concatenate(self._v or [self._empty], axis=1))
 
 
+
+def _drive_views(ns, layout):
+    """Chunks appended as ``layout`` views; after each, (len, keys, values)."""
+    rng = np.random.default_rng(41)
+    cache = ns.KVCache(3, 4, dtype=np.float32)
+    seen = []
+    for t in (2, 1, 6):
+        k, v = (LAYOUTS[layout](rng.standard_normal((3, t, 4))) for _ in range(2))
+        cache.append(k, v)
+        seen.append((len(cache), np.array(cache.keys), np.array(cache.values)))
+    return seen
+
+
+@covers("noncontiguous")
+@check("chunks appended as transposed, sliced and Fortran-ordered views are stored by value")
+def cache_strided_appends(ctx):
+    for layout in ("transposed", "sliced", "fortran"):
+        ctx.expect_scenario(lambda ns, layout=layout: _drive_views(ns, layout),
+                            f"KVCache(3, 4, dtype=float32) fed {layout} views of chunks of "
+                            f"[2, 1, 6] tokens")
+
+
 KV_CACHE = Kata(
     id="kv_cache", level=2, title="A KV cache that grows in amortised O(1)",
     path="level2/kv_cache.py", entries=("KVCache",),
     checks=(cache_matches_reference, cache_shape_is_filled_part, cache_keeps_its_dtype,
-            cache_returns_views, cache_growth_amortised),
+            cache_returns_views, cache_growth_amortised,
+            cache_strided_appends),
     predictions=(
         Prediction("double_t_factor", "the context doubles from T to 2T: by what factor does the "
                    "KV cache grow?", 2, rel_tol=1e-9, why="Every factor but T is fixed: linear in T."),
@@ -345,6 +369,24 @@ KV_CACHE = Kata(
 
 
 # ---------------------------------------------------------------------------
+# Where learners go wrong — a source note per misconception:
+# - realloc_every_append: huggingface/transformers#30536 (torch.cat copied the whole
+#   cache at every generated token, two full copies alive at the peak);
+#   rasbt/LLMs-from-scratch#705 (a torch.cat cache chosen to avoid preallocating).
+# - grows_by_fixed_chunk: the dynamic-table analysis (Cormen et al., Introduction to
+#   Algorithms, §17.4); the periodic cat of transformers#30536 is a fixed-step scheme.
+# - whole_capacity: a preallocated cache handed out at its full length makes attention
+#   run over max-length tensors (huggingface/transformers#40328 on StaticCache).
+# - wrong_axis: leaderj1001/Attention-Augmented-Conv2d#21 (reshape where a permute is
+#   needed scrambles tokens and heads).
+# - len_counts_appends: a prompt appends many tokens in one call; counting calls is the
+#   off-by-a-prompt slip of caches written only for one-token decode.
+# - copies_on_read: transformers#30536's list-of-tensors cache, concatenated on update.
+# - keeps_input_dtype: a float32 activation appended to an fp16 cache silently keeps
+#   float32 and doubles its memory (kwon-2023-paged counts cache bytes per dtype).
+# ---------------------------------------------------------------------------
+
+# ---------------------------------------------------------------------------
 # Diagnosis by behaviour (docs/DIAGNOSIS.md): the growth check fails on the slope, and
 # these probes tell "copies on every append" from "grows by a fixed chunk" by which
 # appends allocate a new buffer (measured next to the learner's code).
@@ -399,8 +441,8 @@ _SLOPE = Probe(f"one-token appends at T = {', '.join(map(str, GROWTH_SIZES))}: t
 
 KV_CACHE = attach(
     KV_CACHE,
-    add=(Misconception("grows_by_fixed_chunk", f"grows the buffer by a fixed number of tokens "
-                       f"(here +{CHUNK}) instead of by a factor", {"KVCache": _FixedChunk},
+    add=(Misconception("grows_by_fixed_chunk", "grows the buffer by a fixed number of tokens "
+                       "instead of by a factor", {"KVCache": _FixedChunk},
                        "Adding a constant c tokens of room each time copies the whole cache "
                        "every c appends: T²/(2c) token copies over T appends, still O(T²). "
                        "Grow by a factor (double the capacity), so the copies add up to under "
@@ -416,3 +458,92 @@ KV_CACHE = attach(
             _SLOPE),
     },
 )
+
+
+# Probes for the cache's other mistakes (each run drives a fresh cache; numbers are
+# chosen so the misconceptions differ: distinct values expose reordering, chunked
+# appends expose counting calls).
+
+def read_allocation(ns, tokens=256):
+    """Probe: bytes tracemalloc sees allocated by one read of ``keys`` after ``tokens``
+    one-token appends to KVCache(2, 16) float64 (a view allocates almost nothing)."""
+    cache = ns.KVCache(2, 16, dtype=np.float64)
+    one = np.ones((2, 1, 16))
+    for _ in range(tokens):
+        cache.append(one, one)
+    was_tracing = tracemalloc.is_tracing()
+    if not was_tracing:
+        tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        keys = cache.keys
+        grew = max(0, tracemalloc.get_traced_memory()[1] - before)
+    finally:
+        if not was_tracing:
+            tracemalloc.stop()
+    del keys
+    return int(grew)
+
+
+def _filled(ns, chunks, dtype=np.float64, in_dtype=None, heads=2, dim=4):
+    """A cache fed ``chunks`` tokens per append of distinct values; returns
+    (len, keys as an array, keys dtype name)."""
+    cache = ns.KVCache(heads, dim, dtype=dtype)
+    start = 0
+    for t in chunks:
+        block = np.arange(start, start + heads * t * dim, dtype=np.float64).reshape(heads, t, dim)
+        block = block.astype(in_dtype or dtype)
+        cache.append(block, -block)
+        start += heads * t * dim
+    keys = cache.keys
+    return len(cache), np.array(keys), str(np.asarray(keys).dtype)
+
+
+def _longer_than_len(g, w):
+    n, keys, _ = g
+    return keys.ndim == 3 and keys.shape[1] > n == w[0] and np.array_equal(keys[:, :n], w[1])
+
+
+def _reordered(g, w):
+    _, keys, _ = g
+    return (keys.shape == w[1].shape and not np.array_equal(keys, w[1])
+            and np.array_equal(np.sort(keys, axis=None), np.sort(w[1], axis=None)))
+
+
+KV_CACHE = attach(KV_CACHE, probes={
+    "whole_capacity": (
+        Probe("3 one-token appends: keys versus len(cache)", lambda ns: _filled(ns, [1, 1, 1]),
+              _holds(_longer_than_len)),
+        Probe("one append of 20 tokens: keys versus len(cache)", lambda ns: _filled(ns, [20]),
+              _holds(_longer_than_len)),
+    ),
+    "wrong_axis": (
+        Probe("three one-token appends with distinct values (2 heads, d = 4)",
+              lambda ns: _filled(ns, [1, 1, 1]), _holds(_reordered)),
+        Probe("appends of 2 then 5 tokens with distinct values",
+              lambda ns: _filled(ns, [2, 5]), _holds(_reordered)),
+    ),
+    "len_counts_appends": (
+        Probe("one append of 5 tokens: len(cache)", lambda ns: _filled(ns, [5]),
+              _holds(lambda g, w: g[0] == 1 and w[0] == 5)),
+        Probe("appends of 3 and 4 tokens: len(cache)", lambda ns: _filled(ns, [3, 4]),
+              _holds(lambda g, w: g[0] == 2 and w[0] == 7)),
+    ),
+    "copies_on_read": (
+        Probe("two reads of keys and of values: do they share memory?",
+              lambda ns: measure(ns, __name__, "reads_share_memory"),
+              _holds(lambda g, w: g.get("keys") is False and g.get("values") is False)),
+        Probe("one read of keys after 256 tokens: bytes allocated",
+              lambda ns: measure(ns, __name__, "read_allocation", 256),
+              _holds(lambda g, w: g >= 2 * 256 * 16 * 8)),
+    ),
+    "keeps_input_dtype": (
+        Probe("float64 tokens into a float32 cache: the dtype of keys",
+              lambda ns: _filled(ns, [2, 1], np.float32, np.float64),
+              _holds(lambda g, w: g[2] == "float64" and w[2] == "float32")),
+        Probe("float16 tokens into a float64 cache: the dtype of keys",
+              lambda ns: _filled(ns, [3], np.float64, np.float16),
+              _holds(lambda g, w: g[2] == "float16" and w[2] == "float64")),
+    ),
+})
