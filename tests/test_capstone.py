@@ -170,6 +170,24 @@ def test_a_kata_answering_the_wrong_shape_is_named_and_the_run_goes_on(capsys, t
         report["culprit"]["what"]   # q: 4 heads, the 58-byte default prompt, d = 32
 
 
+def test_a_cache_that_raises_stops_the_run_with_its_own_traceback(capsys, tmp_path):
+    folder = tmp_path / "learner"
+    (folder / "level6").mkdir(parents=True)
+    for name in ("paged_kv_cache.py", "block_allocator.py"):
+        shutil.copy(REPO / "solutions" / "level6" / name, folder / "level6" / name)
+    path = folder / "level6" / "paged_kv_cache.py"
+    text = path.read_text()
+    fork = "    def fork(self, seq_id: int) -> int:\n"
+    assert fork in text
+    path.write_text(text.replace(fork, fork + "        raise ValueError('no forks today')\n"))
+    code, report = serve_json(capsys, tmp_path, "--target", str(folder), "--use",
+                              "paged_kv_cache", "--max-new-tokens", "8")
+    assert code == 1 and "no forks today" in report["failed"]
+    culprit = report["culprit"]
+    assert culprit["kata"] == "paged_kv_cache" and culprit["step"] == 1   # the first verification
+    assert "paged_kv_cache.py" in culprit["traceback"] and "in fork" in culprit["traceback"]
+
+
 def test_serve_refuses_a_prompt_past_the_context(capsys, tmp_path):
     from attnkata.cli import main
 

@@ -107,4 +107,7 @@ def renderables(report: dict) -> Any:
     parts.append(Text(""))
     for line in verdict(report):
         parts.append(Text(line, style="bold green" if line.startswith("✔") else "bold red"))
+    trace = (report.get("culprit") or {}).get("traceback")
+    if trace:
+        parts.append(Text(trace, style="dim", overflow="fold"))
     return Group(*parts)

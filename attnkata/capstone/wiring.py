@@ -143,7 +143,8 @@ class Kit:
         except BaseException as exc:
             if isinstance(exc, KeyboardInterrupt):
                 raise
-            self.flag(kata, where, f"{slot.entry}.{name} raised {_first_line(exc)}")
+            self.flag(kata, where, f"{slot.entry}.{name} raised {_first_line(exc)}",
+                      traceback=_traceback(exc))
             raise LearnerFailed(kata, exc) from None
 
     def _learner(self, slot: Slot, where: str, entry: str, *args: Any, **kwargs: Any) -> Any:
@@ -157,7 +158,7 @@ class Kit:
         except (Exception, WorkerGone) as exc:
             slot.yours = False
             slot.why = f"raised at step {self.step}, the reference took over"
-            self.flag(slot.kata, where, f"raised {_first_line(exc)}")
+            self.flag(slot.kata, where, f"raised {_first_line(exc)}", traceback=_traceback(exc))
         return _FELL_BACK
 
     # -- the record of mismatches --------------------------------------------------------
@@ -173,10 +174,13 @@ class Kit:
             self.flag(kata, where, f"|Δ| = {err:.3g} > {tolerance(ref):g}", err)
         return err
 
-    def flag(self, kata: str, where: str, what: str, error: float | None = None) -> None:
+    def flag(self, kata: str, where: str, what: str, error: float | None = None,
+             traceback: str = "") -> None:
         slot = self.slots[kata]
         if slot.mismatch is None:
             slot.mismatch = {"step": self.step, "where": where, "what": what, "error": error}
+            if traceback:
+                slot.mismatch["traceback"] = traceback
             self.order.append(kata)
 
     def first_culprit(self) -> Slot | None:
@@ -219,6 +223,13 @@ def _is_remote(obj: Any) -> bool:
     from attnkata.remote import RemoteObject
 
     return isinstance(obj, RemoteObject)
+
+
+def _traceback(exc: BaseException) -> str:
+    """The learner's own frames, innermost last (as ``pytest`` shows them)."""
+    from attnkata.harness import learner_traceback
+
+    return "\n".join(learner_traceback(exc, None).splitlines()[-12:])
 
 
 def _first_line(exc: BaseException) -> str:
