@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from attnkata import Claim, Fake, Kata, Misconception, Prediction, check
+from attnkata.layouts import LAYOUTS, covers
 
 from .cache_model import CacheDriver, CacheMachine, cdiv, tokens_kv
 from .stateful import outcome, run_machine, wrong_class
@@ -232,6 +233,23 @@ def _impl(mixin):
     return {"PagedKVCache": wrong_class("paged_kv_cache.py", "PagedKVCache", mixin)}
 
 
+
+@covers("noncontiguous")
+@check("tokens appended as transposed and sliced views land in the pages by value")
+def appends_of_views(ctx):
+    for layout in ("transposed", "sliced"):
+        def story(ns, layout=layout):
+            c = ns.PagedKVCache(8, 4, 2, 3)
+            s = c.add_sequence()
+            for first, count in ((0, 3), (3, 1), (4, 6)):
+                k, v = tokens_kv(list(range(first, first + count)))
+                c.append(s, LAYOUTS[layout](k), LAYOUTS[layout](v))
+            return {"seq_len(s)": c.seq_len(s), "s's keys and values": _gather(c, s)}
+
+        ctx.expect_scenario(story, f"block size 4: 3, 1 and 6 tokens appended to s as "
+                                   f"{layout} views of [n, H, d] tensors")
+
+
 PAGED_KV_CACHE = Kata(
     id="paged_kv_cache",
     level=6,
@@ -239,7 +257,8 @@ PAGED_KV_CACHE = Kata(
     path="level6/paged_kv_cache.py",
     entries=("PagedKVCache",),
     checks=(fork_shares_blocks, copy_on_write, fork_of_full_blocks, out_of_blocks_changes_nothing,
-            free_returns_blocks, fork_outlives_parent, pages_layout, cache_model),
+            free_returns_blocks, fork_outlives_parent, pages_layout, cache_model,
+            appends_of_views),
     predictions=(
         Prediction("blocks_after_fork", "block size 16: a sequence of 1000 tokens, then one fork. "
                    "How many physical blocks do the two use together?", 63, kind="exact",
