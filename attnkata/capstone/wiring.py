@@ -33,6 +33,7 @@ WIRED = (
 TRITON = ("flash_attention_forward", "paged_attention_decode_triton")
 PAIRS = ("flash_attention_forward",)     # return (o, lse); only o is compared
 CALL_TIMEOUT_S = 60.0
+SERVE_BUDGET_S = 900.0    # a kata's worker time over one run: hundreds of calls, round trips included
 
 # max |Δ| allowed between a learner's output and the reference's, per dtype
 TOLERANCE = {"float64": 1e-9, "float32": 1e-4, "float16": 1e-2, "bfloat16": 5e-2}
@@ -270,7 +271,7 @@ def build_kit(registry: Any, target: Any, rootdir: Path, use: str | None,
     if unknown:
         notes.append(f"--use names no wired kata: {', '.join(sorted(unknown))}")
     config = _worker_config(registry, target, rootdir)
-    supervisor = Supervisor(config, timeout=CALL_TIMEOUT_S, keep=len(WIRED))
+    supervisor = Supervisor(config, timeout=CALL_TIMEOUT_S, budget=SERVE_BUDGET_S, keep=len(WIRED))
     kit = Kit({}, supervisor)
     for kata_id, entry in WIRED:
         kata = katas.get(kata_id)
