@@ -190,9 +190,11 @@ def as_array(x: Any) -> np.ndarray | None:
         a = np.asarray(x)
     except Exception:
         return None
-    if a.dtype == object:
+    if a.dtype == bool:
+        return a
+    if a.dtype.kind not in "iufc":   # strings, objects: not array data
         return None
-    return a if a.dtype == bool else a.astype(np.float64)
+    return a.astype(np.float64)
 
 
 def _tol(got: Any, want: Any, tol: tuple[float, float] | None) -> tuple[float, float]:
@@ -225,6 +227,11 @@ def close(got: Any, want: Any, tol: tuple[float, float] | None = None) -> bool:
     if isinstance(want, (tuple, list)):
         return (isinstance(got, (tuple, list)) and len(got) == len(want)
                 and all(close(g, w, tol) for g, w in zip(got, want)))
+    if isinstance(want, dict):
+        return (isinstance(got, dict) and set(got) == set(want)
+                and all(close(got[k], want[k], tol) for k in want))
+    if isinstance(want, (str, bytes)) or want is None:
+        return got == want
     mask = wrong(got, want, tol)
     return mask is not None and not mask.any()
 
@@ -541,13 +548,13 @@ def describe_named(e: Evidence) -> str:
     m = e.misconception
     if e.reproduced and not e.agrees:
         return f"This looks like the misconception \"{m.name}\" [{m.id}]."
-    how = " and ".join(e.agrees[:3])
+    how = "; and ".join(e.agrees[:3])
     return f"This looks like the misconception \"{m.name}\" [{m.id}]: it behaves like this mistake {how}."
 
 
 def describe_closest(e: Evidence) -> str:
     m = e.misconception
-    fits = " and ".join(e.agrees[:2]) or "on the failing input"
+    fits = "; and ".join(e.agrees[:2]) or "on the failing input"
     against = f", but not {e.disagrees[0]}" if e.disagrees else ""
     return (f"Closest to the misconception \"{m.name}\" [{m.id}] (it fits {fits}{against}); "
             f"not named, since the evidence is partial.")

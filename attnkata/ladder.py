@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
-from .manager import Registry
 from .model import Kata
 from .runner import FAILED, LOCKED, NOT_STARTED, PASSED, UNAVAILABLE
 from .state import now
+
+if TYPE_CHECKING:  # annotations only: hookspecs -> ladder -> manager -> hookspecs is no cycle
+    from .manager import Registry
 
 READY, FAILING, NOT_RUN = "ready", "failing", "not run"
 STATUS_ORDER = (READY, FAILING, LOCKED, NOT_STARTED, UNAVAILABLE, NOT_RUN)

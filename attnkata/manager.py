@@ -17,7 +17,6 @@ from typing import Any, Callable
 
 import pluggy
 
-from . import hookspecs
 from .model import Kata, MetadataError, Pack
 
 BUILTIN_PLUGINS = (
@@ -46,6 +45,8 @@ class PluginProblem:
 
 
 def get_plugin_manager(*, entrypoints: bool = True) -> tuple[pluggy.PluginManager, list[PluginProblem]]:
+    from . import hookspecs  # here, not at the top: hookspecs names ladder's types, ladder manager's
+
     pm = pluggy.PluginManager("attnkata")
     pm.add_hookspecs(hookspecs)
     problems: list[PluginProblem] = []

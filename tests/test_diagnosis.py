@@ -91,7 +91,7 @@ def test_probes_name_a_family_member_that_reproduction_misses():
     # x * 3 + tiny noise: not the modelled output, but a scale and an x = -1 of -3
     r = run_toy(lambda x: x * 3.0 * (1 + 1e-5 * (x > 3)))
     assert r.outcome == FAILED and r.misconception_ids == ("tripled",)
-    assert "on x = 1..6 and on x = -1" in r.message
+    assert "on x = 1..6; and on x = -1" in r.message
 
 
 def test_one_agreeing_probe_gives_closest_not_a_name():
@@ -462,3 +462,16 @@ def test_kv_doubling_variants_pass_the_slope(kv_kata):
 
     results = verdicts(kata, ref, {"KVCache": OneAndAHalf})
     assert all(r.outcome == PASSED for r in results), [r.message for r in results if r.outcome != PASSED]
+
+
+def test_probes_run_in_the_learners_worker(project):
+    """End to end through pytest: the learner's cache (grown by +32 tokens) runs only in
+    its worker; the probes measure it there and the failure names the family."""
+    text = (SOLUTIONS / "level2/kv_cache.py").read_text()
+    old = "self._grow(max(end, 2 * self._k.shape[1]))"
+    assert old in text
+    project.write("level2/kv_cache.py", text.replace(old, "self._grow(max(end, self._k.shape[1] + 32))"))
+    result = project.run("-k", "kv_cache")
+    out = result.stdout.str()
+    assert "cache_growth_amortised" in out and "grows_by_fixed_chunk" in out, out[-3000:]
+    assert "realloc_every_append" not in out
