@@ -123,3 +123,113 @@ CAUSAL_MASK = Kata(
         "return np.arange(n_k)[None, :] <= np.arange(n_q)[:, None] + (n_k - n_q)",
     ),
 )
+
+
+# == diagnosis by behaviour, levels 0-2 (issue 14) ==
+# Probes (docs/DIAGNOSIS.md): a mask is determined by (n_q, n_k), so each mistake is one
+# pattern; a square and a non-square shape (n_q < n_k, n_q > n_k) tell them apart, and
+# the dtype tells the integer and additive conventions from the boolean one.
+# Where learners go wrong — a source note per misconception:
+# - aligned_to_start: Dao-AILab/flash-attention#517 and #402 (top-left versus
+#   bottom-right alignment when seqlen_q != seqlen_k; FlashAttention 2.1 changed it).
+# - strict_diagonal: pbloem/former#6 (the mask also excluded the diagonal).
+# - upper_triangle: zhouhaoyi/Informer2020#597 and karpathy/nanoGPT#170 (triu or tril?).
+# - integer_mask / additive_mask: pytorch/pytorch#26098 (additive −inf versus boolean
+#   masks, and which one a function expects).
+# - true_means_blocked, offset_sign_flipped, square_of_keys: notes at their
+#   implementations below.
+
+from attnkata import Fake  # noqa: E402
+from attnkata.diagnose import Probe, attach, check as holds, close, shape_is  # noqa: E402
+
+
+def _blocked(n_q, n_k):
+    # source: karpathy/nanoGPT#170 and PyTorch's nn.MultiheadAttention attn_mask, where
+    # True means "may NOT attend": the boolean mask of the future (triu(…, 1))
+    return ~causal(n_q, n_k)
+
+
+def _sign_flipped(n_q, n_k):
+    # source: Dao-AILab/flash-attention#20 (what "causal" should mean when seqlen_q !=
+    # seqlen_k: the offset n_k − n_q, added with the wrong sign)
+    return np.arange(n_k)[None, :] <= np.arange(n_q)[:, None] + (n_q - n_k)
+
+
+def _square_of_keys(n_q, n_k):
+    # source: Dao-AILab/flash-attention#402 (a square n_k × n_k causal mask, as in
+    # training, used for the queries of an inference step)
+    return np.tril(np.ones((n_k, n_k), dtype=bool))
+
+
+def _is_pattern(fn, n_q, n_k):
+    want = fn(n_q, n_k)
+    return holds(lambda g, w: close(np.asarray(g, float), want.astype(float)))
+
+
+def _eq(fn, *shapes):
+    return tuple(Probe.of(f"n_q = {a}, n_k = {b}", "causal_mask", a, b, holds=_is_pattern(fn, a, b),
+                          axes=("query", "key")) for a, b in shapes)
+
+
+def _int_values(n_q, n_k):
+    return Probe.of(f"n_q = {n_q}, n_k = {n_k}: dtype and values", "causal_mask", n_q, n_k,
+                    holds=holds(lambda g, w: np.asarray(g).dtype.kind in "iu"
+                                and close(np.asarray(g, float), causal(n_q, n_k).astype(float))))
+
+
+def _additive(n_q, n_k):
+    allowed = causal(n_q, n_k)
+    return Probe.of(f"n_q = {n_q}, n_k = {n_k}: dtype and values", "causal_mask", n_q, n_k,
+                    holds=holds(lambda g, w: np.asarray(g).dtype.kind == "f"
+                                and bool((np.asarray(g)[allowed] == 0).all())
+                                and bool((np.asarray(g)[~allowed] < -1e3).all())))
+
+
+def _square_k(g, w):
+    return g == (w[1], w[1]) and w[0] != w[1]
+
+
+CAUSAL_MASK = attach(
+    CAUSAL_MASK,
+    add=(
+        Misconception("true_means_blocked", "True marks the blocked (future) keys — PyTorch's "
+                      "attn_mask convention — instead of the allowed ones",
+                      {"causal_mask": _blocked},
+                      "Here True means 'may attend': key j ≤ the query's position. "
+                      "nn.MultiheadAttention's masks use the opposite convention."),
+        Misconception("offset_sign_flipped", "shifted the diagonal by n_q − n_k instead of "
+                      "n_k − n_q", {"causal_mask": _sign_flipped},
+                      "Query i sits at position i + (n_k − n_q): with one query after four cached "
+                      "keys it is position 4 and sees all five keys."),
+        Misconception("square_of_keys", "returned a square [n_k, n_k] mask, not [n_q, n_k]",
+                      {"causal_mask": _square_of_keys},
+                      "One row per query: the mask is [n_q, n_k]. When n_q < n_k keep the LAST "
+                      "n_q rows of the square mask (the queries are the newest tokens)."),
+    ),
+    probes={
+        "aligned_to_start": _eq(_start_aligned, (2, 5), (3, 7)),
+        "strict_diagonal": _eq(_strict, (4, 4), (2, 5)),
+        "upper_triangle": _eq(_upper, (4, 4), (2, 5)),
+        "integer_mask": (_int_values(4, 4), _int_values(2, 5)),
+        "additive_mask": (_additive(4, 4), _additive(2, 5)),
+        "true_means_blocked": _eq(_blocked, (4, 4), (2, 5)),
+        "offset_sign_flipped": _eq(_sign_flipped, (2, 5), (5, 3)),
+        "square_of_keys": (
+            Probe.of("n_q = 2, n_k = 5", "causal_mask", 2, 5, holds=shape_is(_square_k)),
+            Probe.of("n_q = 5, n_k = 3", "causal_mask", 5, 3, holds=shape_is(_square_k)),
+        ),
+    },
+    shapes={"square_of_keys": (_square_k,)},
+    diagnostics=(
+        Probe.of("n_q = 3, n_k = 6 (three new tokens after three cached)", "causal_mask", 3, 6,
+                 axes=("query", "key")),
+        Probe.of("n_q = 5, n_k = 3", "causal_mask", 5, 3, axes=("query", "key")),
+    ),
+    variants=(
+        Fake("tril_offset", {"causal_mask": lambda n_q, n_k: np.tril(
+            np.ones((n_q, n_k), dtype=bool), k=n_k - n_q)}),
+        Fake("outer_comparison", {"causal_mask": lambda n_q, n_k: np.greater_equal.outer(
+            np.arange(n_q) + (n_k - n_q), np.arange(n_k))}),
+    ),
+)
+# == end of diagnosis by behaviour, levels 0-2 ==

@@ -199,3 +199,111 @@ MULTI_HEAD_ATTENTION = Kata(
         "import your attention with `from .attention import attention`.",
     ),
 )
+
+
+# == diagnosis by behaviour, levels 0-2 (issue 14) ==
+# Probes (docs/DIAGNOSIS.md): every mistake here is a different deterministic formula, so
+# its output on two inputs (2 heads of width 4, 3 heads of width 4 under a causal mask)
+# pins it; the formulas were checked pairwise distinct on these inputs by selfcheck.
+# Where learners go wrong — a source note per misconception:
+# - scaled_by_d_model: lucidrains/vit-pytorch#65, chelsea0x3b/dfdx#171 and
+#   omihub777/ViT-CIFAR#11 (√d_model where √d_head is meant).
+# - heads_from_sequence: reczoo/FuxiCTR#30 and hyunwoongko/transformer#15 (view to
+#   (H, N, d_head) without the transpose).
+# - forgot_output_projection: the concatenated heads returned as the output.
+# - merged_wrong_order: lsdefine/attention-is-all-you-need-keras#36 (a transpose that
+#   puts the axes in the wrong order before the reshape).
+# - one_big_head: the head split skipped, one attention over d_model.
+# - merge_without_transpose, weights_transposed: notes at their implementations below.
+
+from attnkata import Fake  # noqa: E402
+from attnkata.diagnose import Probe, attach, check as holds, close  # noqa: E402
+
+
+def _merge_no_transpose(x, w_q, w_k, w_v, w_o, n_heads, mask=None):
+    # source: jsbaan/transformer-from-scratch#6 and ajhalthor/Transformer-Neural-Network#4
+    # (heads merged by a reshape of (H, N, d_head) with no permute first: a token's row
+    # gathers other tokens' features)
+    o = attend(_split(x @ w_q, n_heads), _split(x @ w_k, n_heads), _split(x @ w_v, n_heads), mask)
+    return o.reshape(x.shape[0], -1) @ w_o
+
+
+def _weights_transposed(x, w_q, w_k, w_v, w_o, n_heads, mask=None):
+    # source: pytorch/pytorch#129834 and #139598 (nn.Linear computes x @ W.T with W
+    # [out, in]; here the weights are [d_in, d_out] and multiply x directly)
+    o = attend(_split(x @ w_q.T, n_heads), _split(x @ w_k.T, n_heads), _split(x @ w_v.T, n_heads),
+               mask)
+    return _merge(o) @ w_o.T
+
+
+_RM = np.random.default_rng(1405)
+_XA, _WA = _RM.standard_normal((5, 8)), [_RM.standard_normal((8, 8)) / 3 for _ in range(4)]
+_XB, _WB = _RM.standard_normal((4, 12)), [_RM.standard_normal((12, 12)) / 3 for _ in range(4)]
+_CAUSAL4 = causal(4, 4)
+_IN_A = (_XA, *_WA, 2)
+_IN_B = (_XB, *_WB, 3, _CAUSAL4)
+
+
+def _as(fn):
+    """Two probes: the output is ``fn``'s formula on each input (and the answer is not)."""
+    out = []
+    for args, what in ((_IN_A, "x [5, 8], 2 heads of width 4"),
+                       (_IN_B, "x [4, 12], 3 heads of width 4, causal mask")):
+        want = fn(*args)
+        out.append(Probe.of(what, "multi_head_attention", *args,
+                            holds=holds(lambda g, w, want=want: close(g, want) and not close(want, w)),
+                            axes=("token", "feature"), tiles={"feature": 4}))
+    return tuple(out)
+
+
+MULTI_HEAD_ATTENTION = attach(
+    MULTI_HEAD_ATTENTION,
+    add=(
+        Misconception("merge_without_transpose", "merged the heads with a reshape of (H, N, "
+                      "d_head) and no transpose", {"multi_head_attention": _merge_no_transpose},
+                      "(H, N, d_head).reshape(N, d_model) reads head 0's rows first, so token 0 "
+                      "gets tokens 0..H−1 of head 0. Transpose to (N, H, d_head) first."),
+        Misconception("weights_transposed", "multiplied by the transposed weights (x @ w.T, "
+                      "torch Linear's layout)", {"multi_head_attention": _weights_transposed},
+                      "Here w_q, w_k, w_v, w_o are [d_in, d_out] and act as x @ w. torch's "
+                      "nn.Linear stores [d_out, d_in] and computes x @ W.T: do not mix the two."),
+    ),
+    probes={
+        "scaled_by_d_model": _as(_by_d_model),
+        "heads_from_sequence": _as(_from_sequence),
+        "forgot_output_projection": _as(_no_output_projection),
+        "merged_wrong_order": _as(_merged_wrong_order),
+        "one_big_head": _as(_one_big_head),
+        "merge_without_transpose": _as(_merge_no_transpose),
+        "weights_transposed": _as(_weights_transposed),
+    },
+    diagnostics=(
+        Probe.of("x [5, 8], 2 heads of width 4, w_o = I", "multi_head_attention",
+                 _XA, *_WA[:3], np.eye(8), 2, axes=("token", "feature"), tiles={"feature": 4}),
+    ),
+    variants=(
+        Fake("loop_over_heads", {"multi_head_attention": lambda x, w_q, w_k, w_v, w_o, n_heads,
+                                 mask=None: _mha_loop(x, w_q, w_k, w_v, w_o, n_heads, mask)}),
+        Fake("einsum_heads", {"multi_head_attention": lambda x, w_q, w_k, w_v, w_o, n_heads,
+                              mask=None: _mha_einsum(x, w_q, w_k, w_v, w_o, n_heads, mask)}),
+    ),
+)
+
+
+def _mha_loop(x, w_q, w_k, w_v, w_o, n_heads, mask=None):
+    """A correct variant: one head at a time on column slices, concatenated."""
+    dh = x.shape[-1] // n_heads
+    q, k, v = x @ w_q, x @ w_k, x @ w_v
+    heads = [attend(q[:, h * dh:(h + 1) * dh], k[:, h * dh:(h + 1) * dh], v[:, h * dh:(h + 1) * dh],
+                    mask) for h in range(n_heads)]
+    return np.concatenate(heads, axis=-1) @ w_o
+
+
+def _mha_einsum(x, w_q, w_k, w_v, w_o, n_heads, mask=None):
+    """A correct variant: weights reshaped per head, einsum for every product."""
+    n, d = x.shape
+    dh = d // n_heads
+    q, k, v = (np.einsum("nd,dhe->hne", x, w.reshape(d, n_heads, dh)) for w in (w_q, w_k, w_v))
+    o = attend(q, k, v, mask)
+    return np.einsum("hne,hef->nf", o, w_o.reshape(n_heads, dh, d)).astype(x.dtype)
+# == end of diagnosis by behaviour, levels 0-2 ==

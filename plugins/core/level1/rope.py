@@ -219,3 +219,140 @@ ROPE = Kata(
         "(cast cos and sin to x.dtype so float32 stays float32).",
     ),
 )
+
+
+# == diagnosis by behaviour, levels 0-2 (issue 14) ==
+# Probes (docs/DIAGNOSIS.md): each convention mistake is one deterministic rotation, so
+# two inputs (different d, positions and base) pin it; the precision mistake is right at
+# small positions, wrong in float32 at 10⁵–10⁶ by a small turn; a layout that mixes the two
+# conventions is right at d = 2 and no longer preserves norms beyond it.
+# Where learners go wrong — a source note per misconception:
+# - rotate_half: Dao-AILab/flash-attention#288 (interleaved or not, per checkpoint) and
+#   henrywoo/pyllama#83, zai-org/ChatGLM-6B#838 (rotate_half versus rotate_every_two).
+# - wrong_exponent: rasbt/LLMs-from-scratch#838 (which index goes in base^(−2i/d)).
+# - opposite_direction: the sign of the sine term (a rotation by −θ).
+# - angles_low_precision: note at the misconception above (inv_freq kept in low precision).
+# - index_not_positions: Blaizzy/mlx-vlm#1983 and pytorch/executorch#2010 (decode rotates
+#   by the row index, ignoring the cache offset).
+# - layout_mixed: note at its implementation below.
+
+from attnkata import Fake  # noqa: E402
+from attnkata.diagnose import Probe, attach, attempt, check as holds, close  # noqa: E402
+
+
+def _mixed_layout(x, positions, base=10000.0):
+    # source: raiyanyahya/how-to-train-your-gpt#6 and facebookresearch/xformers#779 (cos and
+    # sin laid out as cat(freqs, freqs) for rotate-half, applied to interleaved pairs: the
+    # two features of a pair turn by different angles, so it is no rotation at all)
+    d = x.shape[-1]
+    theta = _angles(positions, d, base)
+    emb = np.concatenate([theta, theta], axis=-1)
+    cos, sin = np.cos(emb).astype(x.dtype), np.sin(emb).astype(x.dtype)
+    other = np.empty_like(x)
+    other[..., 0::2], other[..., 1::2] = -x[..., 1::2], x[..., 0::2]
+    return x * cos + other * sin
+
+
+_RR = np.random.default_rng(1404)
+_X1, _P1 = _RR.standard_normal((3, 8)), np.array([0, 5, 11])
+_X2, _P2 = _RR.standard_normal((2, 4, 6)), np.array([7, 1, 30, 2])
+_XS = _RR.standard_normal((4, 64)).astype(np.float32)
+_SMALL, _LARGE = np.array([3, 0, 7, 2]), np.array([999_999, 524_287, 1_000_000, 750_001])
+_X2D = _RR.standard_normal((4, 2))
+_XT = _RR.standard_normal((4, 32)).astype(np.float32)
+_SMALL2, _LARGE2 = np.array([1, 5, 2, 9]), np.array([100_000, 262_143, 600_000, 999_983])
+
+
+def _same_as(fn, x, positions, base):
+    want = fn(x, positions, base)
+    what = f"x {list(x.shape)}, positions {positions.tolist()}, base {base:g}"
+    return Probe.of(what, "rope", x, positions, base=base,
+                    holds=holds(lambda g, w: close(g, want) and not close(want, w)),
+                    axes=("token", "feature")[-x.ndim:] if x.ndim <= 2 else ("batch", "token", "feature"))
+
+
+def _two(label, a, b, pred):
+    """One probe over two calls: ``pred(got_a, got_b, want_a, want_b)``."""
+    return Probe(label, lambda ns: (attempt(lambda: ns.rope(*a[0], **a[1])),
+                                    attempt(lambda: ns.rope(*b[0], **b[1]))),
+                 holds(lambda g, w: pred(g[0], g[1], w[0], w[1])))
+
+
+def _norms_changed(g, x):
+    return not np.allclose(np.linalg.norm(np.asarray(g, float), axis=-1), np.linalg.norm(x, axis=-1),
+                           rtol=1e-6)
+
+
+ROPE = attach(
+    ROPE,
+    add=(
+        Misconception("layout_mixed", "cos/sin laid out for the half-split convention "
+                      "(cat(θ, θ)) but applied to interleaved pairs",
+                      {"rope": _mixed_layout},
+                      "Pair i = features (2i, 2i+1) turns by ONE angle θ_i: repeat each angle for "
+                      "both features of its pair (np.repeat(θ, 2, axis=-1)), or work on "
+                      "a = x[..., 0::2], b = x[..., 1::2] directly."),
+    ),
+    probes={
+        "rotate_half": (_same_as(_rotate_half, _X1, _P1, 10000.0),
+                        _same_as(_rotate_half, _X2, _P2, 100.0)),
+        "wrong_exponent": (_same_as(_wrong_exponent, _X1, _P1, 10000.0),
+                           _same_as(_wrong_exponent, _X2, _P2, 100.0)),
+        "opposite_direction": (_same_as(_opposite, _X1, _P1, 10000.0),
+                               _same_as(_opposite, _X2, _P2, 100.0)),
+        "index_not_positions": (
+            _two("positions 0–3, then 50–53", ((_X2[0], np.arange(4)), {}),
+                 ((_X2[0], np.arange(4) + 50), {}),
+                 lambda ga, gb, wa, wb: close(ga, wa) and close(gb, wa) and not close(wb, wa)),
+            _same_as(lambda x, p, base: _rotate_pairs(x, _angles(np.arange(x.shape[-2]), x.shape[-1],
+                                                                  base)),
+                     _X2[1], np.array([3, 1, 2, 0]), 10000.0),
+        ),
+        "angles_low_precision": (
+            _two("float32 at positions 0–7, then at 5·10⁵–10⁶", ((_XS, _SMALL), {}),
+                 ((_XS, _LARGE), {}), lambda ga, gb, wa, wb: close(ga, wa) and not close(gb, wb)),
+            _two("float32 at positions 1–9, then at 10⁵–10⁶: off by a small turn, norms kept",
+                 ((_XT, _SMALL2), {}), ((_XT, _LARGE2), {}),
+                 lambda ga, gb, wa, wb: close(ga, wa) and not close(gb, wb)
+                 and float(np.abs(np.asarray(gb, float) - wb).max()) < 0.2 * float(np.abs(_XT).max())
+                 and not _norms_changed(gb, _XT.astype(np.float64))),
+        ),
+        "layout_mixed": (
+            _two("d = 2, then d = 8", ((_X2D, np.array([1, 4, 9, 2])), {}), ((_X1, _P1), {}),
+                 lambda ga, gb, wa, wb: close(ga, wa) and _norms_changed(gb, _X1)),
+            _same_as(_mixed_layout, _X2, _P2, 100.0),
+        ),
+    },
+    diagnostics=(
+        Probe.of("x [3, 8] at positions 0, 5, 11", "rope", _X1, _P1, axes=("token", "feature")),
+        Probe.of("x [4, 6] at positions 7, 1, 30, 2, base 100", "rope", _X2[0], _P2, base=100.0,
+                 axes=("token", "feature")),
+    ),
+    variants=(
+        Fake("complex_multiply", {"rope": lambda x, positions, base=10000.0: _rope_complex(
+            x, positions, base)}),
+        Fake("rotation_matrix", {"rope": lambda x, positions, base=10000.0: _rope_matrix(
+            x, positions, base)}),
+    ),
+)
+
+
+def _rope_complex(x, positions, base=10000.0):
+    """A correct variant: pairs as complex numbers times e^{iθ} (angles in float64)."""
+    d = x.shape[-1]
+    theta = np.asarray(positions, np.float64)[:, None] * base ** (-np.arange(0, d, 2) / d)
+    z = (x[..., 0::2].astype(np.float64) + 1j * x[..., 1::2]) * np.exp(1j * theta)
+    out = np.empty(x.shape, np.float64)
+    out[..., 0::2], out[..., 1::2] = z.real, z.imag
+    return out.astype(x.dtype)
+
+
+def _rope_matrix(x, positions, base=10000.0):
+    """A correct variant: an explicit 2×2 rotation per pair, applied with einsum."""
+    d = x.shape[-1]
+    theta = _angles(positions, d, base)
+    c, s = np.cos(theta), np.sin(theta)
+    rot = np.stack([np.stack([c, -s], -1), np.stack([s, c], -1)], -2)       # [N, d/2, 2, 2]
+    pairs = x.reshape(*x.shape[:-1], d // 2, 2).astype(np.float64)
+    return np.einsum("npij,...npj->...npi", rot, pairs).reshape(x.shape).astype(x.dtype)
+# == end of diagnosis by behaviour, levels 0-2 ==

@@ -154,3 +154,78 @@ SLIDING_WINDOW_MASK = Kata(
         "return (cols <= pos) & (cols > pos - window)",
     ),
 )
+
+
+# == diagnosis by behaviour, levels 0-2 (issue 14) ==
+# Probes (docs/DIAGNOSIS.md): a window mask is determined by (n_q, n_k, window), so each
+# mistake is one pattern; a square and a non-square case with windows that cut into the
+# past tell them apart (checked for every pair of mistakes by selfcheck).
+# Where learners go wrong — a source note per misconception:
+# - window_plus_one: huggingface/transformers#39408 and apple/axlearn#1009 (window_size
+#   = w attends to w + 1 tokens, the query itself included).
+# - two_sided_window: huggingface/transformers#39408 ((w, w) passed as FlashAttention's
+#   window_size looks w tokens into the future too) and keras-team/keras#22814.
+# - window_aligned_to_start: Dao-AILab/flash-attention#517 (top-left alignment).
+# - first_window_keys: the window anchored at key 0 instead of at the query.
+# - window_integer_mask: pytorch/pytorch#26098 (mask conventions).
+# - window_minus_one: note at its implementation below.
+
+from attnkata import Fake  # noqa: E402
+from attnkata.diagnose import Probe, attach, check as holds, close  # noqa: E402
+
+
+def _minus_one(n_q, n_k, window):
+    # source: vllm-project/vllm#9679 and sgl-project/sglang#26147 (sliding_window − 1 is
+    # the left extent FlashAttention wants; subtracting it where it was already the
+    # left extent leaves w − 1 keys, the query included)
+    pos = np.arange(n_q)[:, None] + (n_k - n_q)
+    cols = np.arange(n_k)[None, :]
+    return (cols <= pos) & (cols > pos - window + 1)
+
+
+def _pattern(fn, n_q, n_k, w):
+    want = np.asarray(fn(n_q, n_k, w), dtype=float)
+    return Probe.of(f"n_q = {n_q}, n_k = {n_k}, window = {w}", "sliding_window_mask", n_q, n_k, w,
+                    holds=holds(lambda g, w_: close(np.asarray(g, float), want)),
+                    axes=("query", "key"))
+
+
+def _int_window(n_q, n_k, w):
+    want = _window_int(n_q, n_k, w).astype(float)
+    return Probe.of(f"n_q = {n_q}, n_k = {n_k}, window = {w}: dtype and values",
+                    "sliding_window_mask", n_q, n_k, w,
+                    holds=holds(lambda g, w_: np.asarray(g).dtype.kind in "iu"
+                                and close(np.asarray(g, float), want)))
+
+
+SLIDING_WINDOW_MASK = attach(
+    SLIDING_WINDOW_MASK,
+    add=(
+        Misconception("window_minus_one", "window off by one the other way: only window − 1 "
+                      "keys, the query included", {"sliding_window_mask": _minus_one},
+                      "window counts every visible key, the query's own position included: "
+                      "window = 3 is the token and the 2 before it (pos − window < j ≤ pos)."),
+    ),
+    probes={
+        "window_plus_one": (_pattern(_plus_one, 6, 6, 3), _pattern(_plus_one, 3, 8, 2)),
+        "two_sided_window": (_pattern(_two_sided, 6, 6, 3), _pattern(_two_sided, 5, 3, 2)),
+        "window_aligned_to_start": (_pattern(_window_start_aligned, 3, 8, 2),
+                                    _pattern(_window_start_aligned, 2, 9, 4)),
+        "first_window_keys": (_pattern(_first_keys, 6, 6, 3), _pattern(_first_keys, 3, 8, 2)),
+        "window_integer_mask": (_int_window(6, 6, 3), _int_window(3, 8, 2)),
+        "window_minus_one": (_pattern(_minus_one, 6, 6, 3), _pattern(_minus_one, 3, 8, 2)),
+    },
+    diagnostics=(
+        Probe.of("n_q = 4, n_k = 9, window = 3", "sliding_window_mask", 4, 9, 3,
+                 axes=("query", "key")),
+        Probe.of("n_q = n_k = 7, window = 2", "sliding_window_mask", 7, 7, 2,
+                 axes=("query", "key")),
+    ),
+    variants=(
+        Fake("fromfunction", {"sliding_window_mask": lambda n_q, n_k, window: np.fromfunction(
+            lambda i, j: (j <= i + n_k - n_q) & (j > i + n_k - n_q - window), (n_q, n_k), dtype=int)}),
+        Fake("band_of_offsets", {"sliding_window_mask": lambda n_q, n_k, window: (lambda d: (
+            d >= 0) & (d < window))(np.subtract.outer(np.arange(n_q) + n_k - n_q, np.arange(n_k)))}),
+    ),
+)
+# == end of diagnosis by behaviour, levels 0-2 ==
