@@ -138,6 +138,136 @@ correct(0, "softmax", "moveaxis_divide_where", softmax=_sm_correct_take)
 
 
 # ---------------------------------------------------------------------------
+# Level 1
+# ---------------------------------------------------------------------------
+
+def _pos(n_q, n_k):
+    return np.arange(n_q)[:, None] + (n_k - n_q)
+
+
+# causal_mask · aligned_to_start (top-left, as older FlashAttention and SDPA did)
+mistake(1, "causal_mask", "aligned_to_start", "tril_no_offset",
+        causal_mask=lambda n_q, n_k: np.tril(np.ones((n_q, n_k), dtype=bool)))
+mistake(1, "causal_mask", "aligned_to_start", "greater_equal_outer",
+        causal_mask=lambda n_q, n_k: np.greater_equal.outer(np.arange(n_q), np.arange(n_k)))
+# causal_mask · true_means_blocked (the future marked True, as attn_mask does)
+mistake(1, "causal_mask", "true_means_blocked", "triu_above_diagonal",
+        causal_mask=lambda n_q, n_k: np.triu(np.ones((n_q, n_k), dtype=bool), k=n_k - n_q + 1))
+mistake(1, "causal_mask", "true_means_blocked", "keys_after_position",
+        causal_mask=lambda n_q, n_k: np.arange(n_k)[None, :] > _pos(n_q, n_k))
+correct(1, "causal_mask", "subtract_outer",
+        causal_mask=lambda n_q, n_k: np.subtract.outer(np.arange(n_q) + n_k - n_q, np.arange(n_k)) >= 0)
+
+
+# sliding_window_mask · window_plus_one (window keys before the query, and the query)
+mistake(1, "sliding_window_mask", "window_plus_one", "distance_at_most_window",
+        sliding_window_mask=lambda n_q, n_k, w: (np.arange(n_k)[None, :] <= _pos(n_q, n_k))
+        & (_pos(n_q, n_k) - np.arange(n_k)[None, :] <= w))
+mistake(1, "sliding_window_mask", "window_plus_one", "tril_minus_tril",
+        sliding_window_mask=lambda n_q, n_k, w: np.tril(np.ones((n_q, n_k), bool), k=n_k - n_q)
+        & ~np.tril(np.ones((n_q, n_k), bool), k=n_k - n_q - w - 1))
+# sliding_window_mask · two_sided_window (a band |i − j| < w, no causal cut)
+mistake(1, "sliding_window_mask", "two_sided_window", "abs_distance",
+        sliding_window_mask=lambda n_q, n_k, w: np.abs(np.subtract.outer(
+            np.arange(n_q) + n_k - n_q, np.arange(n_k))) <= w - 1)
+correct(1, "sliding_window_mask", "tril_minus_tril",
+        sliding_window_mask=lambda n_q, n_k, w: np.tril(np.ones((n_q, n_k), bool), k=n_k - n_q)
+        & ~np.tril(np.ones((n_q, n_k), bool), k=n_k - n_q - w))
+
+
+# rope · rotate_half (the GPT-NeoX / Hugging Face layout), written two other ways
+def _inv_freq(d, base, dtype=np.float64):
+    return 1.0 / (base ** (np.arange(0, d, 2, dtype=dtype) / dtype(d)))
+
+
+def _rope_hf_rotate_half(x, positions, base=10000.0):
+    d = x.shape[-1]
+    freqs = np.outer(np.asarray(positions, np.float64), _inv_freq(d, base))
+    emb = np.concatenate([freqs, freqs], axis=-1)
+    half = np.concatenate([-x[..., d // 2:], x[..., :d // 2]], axis=-1)
+    return (x * np.cos(emb) + half * np.sin(emb)).astype(x.dtype)
+
+
+def _rope_complex_halves(x, positions, base=10000.0):
+    d = x.shape[-1]
+    z = x[..., :d // 2].astype(np.float64) + 1j * x[..., d // 2:]
+    z = z * np.exp(1j * np.outer(np.asarray(positions, np.float64), _inv_freq(d, base)))
+    return np.concatenate([z.real, z.imag], axis=-1).astype(x.dtype)
+
+
+def _rope_float32_freqs(x, positions, base=10000.0):
+    """inv_freq and position·inv_freq in float32, the layout right (as in many ports)."""
+    d = x.shape[-1]
+    t = np.asarray(positions).astype(np.float32)
+    freqs = np.einsum("i,j->ij", t, _inv_freq(d, np.float32(base), np.float32))
+    out = np.empty_like(x)
+    c, s = np.cos(freqs).astype(x.dtype), np.sin(freqs).astype(x.dtype)
+    out[..., 0::2] = x[..., 0::2] * c - x[..., 1::2] * s
+    out[..., 1::2] = x[..., 0::2] * s + x[..., 1::2] * c
+    return out
+
+
+def _rope_correct_repeat(x, positions, base=10000.0):
+    d = x.shape[-1]
+    theta = np.repeat(np.outer(np.asarray(positions, np.float64), _inv_freq(d, base)), 2, axis=-1)
+    other = np.stack([-x[..., 1::2], x[..., 0::2]], axis=-1).reshape(x.shape)
+    return (x * np.cos(theta) + other * np.sin(theta)).astype(x.dtype)
+
+
+mistake(1, "rope", "rotate_half", "hf_rotate_half", rope=_rope_hf_rotate_half)
+mistake(1, "rope", "rotate_half", "complex_halves", rope=_rope_complex_halves)
+mistake(1, "rope", "angles_low_precision", "float32_inv_freq", rope=_rope_float32_freqs)
+correct(1, "rope", "repeat_interleaved_angles", rope=_rope_correct_repeat)
+
+
+# multi_head_attention · scaled_by_d_model and merge_without_transpose, per-head loops
+def _att(q, k, v, mask, scale):
+    s = (q @ np.swapaxes(k, -1, -2)) * scale
+    if mask is not None:
+        s = np.where(mask, s, -np.inf)
+    m = s.max(axis=-1, keepdims=True)
+    e = np.exp(s - np.where(np.isfinite(m), m, 0))
+    t = e.sum(axis=-1, keepdims=True)
+    return (e / np.where(t == 0, 1, t)) @ v
+
+
+def _mha_heads(x, w_q, w_k, w_v, n_heads, mask, scale_of):
+    dh = x.shape[-1] // n_heads
+    q, k, v = x @ w_q, x @ w_k, x @ w_v
+    return [_att(q[:, i * dh:(i + 1) * dh], k[:, i * dh:(i + 1) * dh], v[:, i * dh:(i + 1) * dh],
+                 mask, scale_of(x, dh)) for i in range(n_heads)]
+
+
+def _mha_loop_dmodel(x, w_q, w_k, w_v, w_o, n_heads, mask=None):
+    heads = _mha_heads(x, w_q, w_k, w_v, n_heads, mask, lambda x, dh: 1 / math.sqrt(x.shape[-1]))
+    return (np.concatenate(heads, axis=-1) @ w_o).astype(x.dtype)
+
+
+def _mha_scale_from_weights(x, w_q, w_k, w_v, w_o, n_heads, mask=None):
+    heads = _mha_heads(x, w_q, w_k, w_v, n_heads, mask, lambda x, dh: w_q.shape[0] ** -0.5)
+    return (np.hstack(heads) @ w_o).astype(x.dtype)
+
+
+def _mha_stack_reshape(x, w_q, w_k, w_v, w_o, n_heads, mask=None):
+    heads = _mha_heads(x, w_q, w_k, w_v, n_heads, mask, lambda x, dh: dh ** -0.5)
+    return (np.stack(heads).reshape(x.shape[0], x.shape[1]) @ w_o).astype(x.dtype)
+
+
+def _mha_correct_hstack(x, w_q, w_k, w_v, w_o, n_heads, mask=None):
+    heads = _mha_heads(x, w_q, w_k, w_v, n_heads, mask, lambda x, dh: dh ** -0.5)
+    return (np.hstack(heads) @ w_o).astype(x.dtype)
+
+
+mistake(1, "multi_head_attention", "scaled_by_d_model", "loop_sqrt_d_model",
+        multi_head_attention=_mha_loop_dmodel)
+mistake(1, "multi_head_attention", "scaled_by_d_model", "scale_from_weight_rows",
+        multi_head_attention=_mha_scale_from_weights)
+mistake(1, "multi_head_attention", "merge_without_transpose", "stack_then_reshape",
+        multi_head_attention=_mha_stack_reshape)
+correct(1, "multi_head_attention", "hstack_heads", multi_head_attention=_mha_correct_hstack)
+
+
+# ---------------------------------------------------------------------------
 # The tests
 # ---------------------------------------------------------------------------
 
@@ -167,7 +297,8 @@ def test_correct_variant_names_nothing(level, kata, label, impls):
 
 def test_every_kata_of_levels_0_to_2_has_two_named_variants_and_a_correct_one():
     katas = {(lv, name) for lv, name in (
-        (0, "qk_scores"), (0, "scaled_scores"), (0, "softmax"))}
+        (0, "qk_scores"), (0, "scaled_scores"), (0, "softmax"),
+        (1, "causal_mask"), (1, "sliding_window_mask"), (1, "rope"), (1, "multi_head_attention"))}
     for lv, name in katas:
         per = {}
         for c in CASES:
