@@ -312,3 +312,49 @@ def summary(verdicts: list[Verdict]) -> dict[str, dict[str, int]]:
             total[key] += row[key]
     out["ladder"] = total
     return out
+
+
+# ---------------------------------------------------------------------------
+# Judging a learner-like variant (for tests: "variants of a mistake are named")
+# ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class VariantVerdict:
+    """What the checks said about one variant: caught at all, the misconception ids any
+    failing check named, the ids named first, and the failure messages."""
+
+    caught: bool
+    named: frozenset
+    first: frozenset
+    messages: tuple[str, ...]
+
+    def names(self, misconception: str) -> bool:
+        """Caught, named ``misconception``, and no check named a different one first
+        (a wrong name is worse than none)."""
+        return self.caught and misconception in self.named and self.first <= {misconception}
+
+
+def reference_for(kata_id: str) -> tuple[Kata, Any]:
+    """The registered kata ``kata_id`` (with its probes) and its reference module."""
+    from .manager import load_registry
+
+    _, registry = load_registry()
+    kata = registry.get(kata_id)
+    pack = registry.pack_of(kata)
+    return kata, load_module(Path(pack.solutions_dir) / kata.path, pack.solutions_dir)
+
+
+def judge_variant(kata: Kata, reference: Any, impls: dict, *, max_examples: int = 8,
+                  checks: tuple[str, ...] = ()) -> VariantVerdict:
+    """Run the kata's checks (``checks``: only those ids) on the reference with ``impls``
+    replaced, probes on, as a learner's code would be judged (in-process here)."""
+    target = Namespace(reference, dict(impls), "variant")
+    chosen = [c for c in kata.checks if not checks or c.id in checks]
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        results = [run_check(kata, c, target, reference, target_root=None,
+                             max_examples=max_examples, shrink=False) for c in chosen]
+    failed = [r for r in results if r.outcome == FAILED]
+    return VariantVerdict(bool(failed), frozenset(i for r in failed for i in r.misconception_ids),
+                          frozenset(r.misconception_ids[0] for r in failed if r.misconception_ids),
+                          tuple(r.message for r in failed))

@@ -475,3 +475,12 @@ def test_probes_run_in_the_learners_worker(project):
     out = result.stdout.str()
     assert "cache_growth_amortised" in out and "grows_by_fixed_chunk" in out, out[-3000:]
     assert "realloc_every_append" not in out
+
+
+def test_judge_variant_helper_for_kata_tests():
+    from attnkata.selfcheck import judge_variant, reference_for
+
+    kata, ref = reference_for("attention")
+    good = judge_variant(kata, ref, {"attention": att_fill(-1e4)})
+    assert good.names("masked_with_large_negative") and not good.names("masked_with_zero")
+    assert not judge_variant(kata, ref, {"attention": ref.attention}).caught
