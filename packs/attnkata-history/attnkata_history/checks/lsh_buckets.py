@@ -189,9 +189,9 @@ LSH_BUCKETS = Kata(
               evidence=("lsh_recall_grows",),
               not_claimed="Anything about trained Reformers, long sequences or speed; real data "
                           "is not clustered like this toy."),
-        Claim("lsh-angular", "The hash depends only on direction: scaling a vector never changes "
-              "its buckets, and a union over rounds can only add candidates.", scope="exact",
-              source="kitaev-2020", evidence=("lsh_scale_invariant", "lsh_recall_grows"),
+        Claim("lsh-angular", "The hash depends only on direction: scaling a vector by a positive "
+              "factor never changes its buckets.", scope="exact",
+              source="kitaev-2020", evidence=("lsh_scale_invariant",),
               not_claimed="A bound on the probability that near neighbours collide."),
     ),
     hints=(
