@@ -304,3 +304,173 @@ BLOCK_ALLOCATOR = Kata(
     ),
     requires=("torch",),
 )
+
+
+# ---------------------------------------------------------------------------
+# Diagnosis by behaviour (issue 14): short stories whose outcome tells each mistake's
+# family apart, wherever the learner wrote it (a deque or a list, ids in any order).
+# ---------------------------------------------------------------------------
+
+from attnkata.diagnose import Probe, attach, check as _holds  # noqa: E402
+
+_LOOKUP_ERRORS = {"IndexError", "KeyError", "StopIteration", "ValueError", "AttributeError"}
+
+
+def _shared_free(ns):
+    """2 blocks: x = allocate(); incref(x); free(x); then allocate() twice."""
+    a = ns.BlockAllocator(2, 4)
+    x = a.allocate()
+    a.incref(x)
+    a.free(x)
+    after = a.num_free
+    got = [outcome(a.allocate), outcome(a.allocate)]
+    return {"num_free after one free of a shared block": after,
+            "x handed out again while still owned": x in got}
+
+
+def _shared_refcount(ns):
+    """4 blocks: x with three owners, freed once: (refcount(x), num_free)."""
+    a = ns.BlockAllocator(4, 4)
+    x = a.allocate()
+    a.incref(x)
+    a.incref(x)
+    a.free(x)
+    return a.num_free
+
+
+def _reuse_one(ns):
+    """1 block: x = allocate(); free(x); then allocate() again."""
+    a = ns.BlockAllocator(1, 8)
+    x = a.allocate()
+    a.free(x)
+    return a.num_free, outcome(a.allocate)
+
+
+def _free_all(ns):
+    """3 blocks: allocate all, free all: num_free."""
+    a = ns.BlockAllocator(3, 4)
+    ids = [a.allocate() for _ in range(3)]
+    for b in ids:
+        a.free(b)
+    return a.num_free
+
+
+def _double_free(ns):
+    a = ns.BlockAllocator(2, 4)
+    x = a.allocate()
+    a.free(x)
+    done = outcome(lambda: a.free(x))
+    return "no error" if not isinstance(done, str) else done
+
+
+def _free_never_allocated(ns):
+    a = ns.BlockAllocator(3, 4)
+    a.allocate()
+    done = outcome(lambda: a.free(2))
+    return "no error" if not isinstance(done, str) else done
+
+
+def _run_out(n, churn=False):
+    def run(ns):
+        a = ns.BlockAllocator(n, 4)
+        ids = [a.allocate() for _ in range(n)]
+        if churn:
+            a.free(ids[0])
+            a.allocate()
+        extra = outcome(a.allocate)
+        return extra, a.num_free
+    return run
+
+
+def _is_sentinel(value):
+    return value is None or (isinstance(value, int) and not isinstance(value, bool) and value < 0)
+
+
+def _steps(ns):
+    """Diagnostics: num_free after each step of a 10-step story (NaN where a step raised)."""
+    import math
+
+    a = ns.BlockAllocator(3, 4)
+    out, held = [], {}
+
+    def step(thunk):
+        done = outcome(thunk)
+        out.append(float(a.num_free) if not isinstance(done, str) else math.nan)
+        return done
+
+    held["a"] = step(a.allocate)
+    held["b"] = step(a.allocate)
+    step(lambda: a.incref(held["a"]))
+    step(lambda: a.free(held["a"]))
+    step(lambda: a.free(held["b"]))
+    held["c"] = step(a.allocate)
+    step(lambda: a.free(held["a"]))
+    step(a.allocate)
+    step(a.allocate)
+    step(a.allocate)
+    import numpy as np
+    return np.array(out)
+
+
+BLOCK_ALLOCATOR = attach(BLOCK_ALLOCATOR, probes={
+    # source: vllm-project/vllm#3347 (fork increfs, and a free that drops one owner must
+    # not return a block another sequence still reads: the "double free" of vllm#1556)
+    "free_ignores_refcount": (
+        Probe("2 blocks: x shared by two owners, freed once, then allocate() twice",
+              _shared_free, _holds(lambda g, w: g["x handed out again while still owned"]
+                                   and not w["x handed out again while still owned"])),
+        Probe("4 blocks: x with three owners, freed once: num_free", _shared_refcount,
+              _holds(lambda g, w: g == w + 1)),
+    ),
+    # source: kekzl/imp#1115 and jjang-ai/vmlx#68 (blocks of finished requests never
+    # reach the free list: "Cannot allocate block" after enough requests)
+    "free_never_returns": (
+        Probe("1 block: allocate, free, allocate again", _reuse_one,
+              _holds(lambda g, w: g[0] == 0 and w[0] == 1 and isinstance(g[1], str))),
+        Probe("3 blocks: allocate all three, free all three: num_free", _free_all,
+              _holds(lambda g, w: g == 0 and w == 3)),
+    ),
+    # source: vllm-project/vllm#1556 via #3347 (a double free that went unnoticed until
+    # the pool's bookkeeping drifted)
+    "double_free_allowed": (
+        Probe("x = allocate(); free(x); free(x) again", _double_free,
+              _holds(lambda g, w: g == "no error")),
+        Probe("free(2) of a block never allocated", _free_never_allocated,
+              _holds(lambda g, w: g == "no error")),
+    ),
+    # source: vllm-project/vllm#11168 (the scheduler catches a named out-of-blocks error,
+    # NoFreeBlocksError; a bare lookup error from the free list is not it)
+    "out_of_blocks_index_error": (
+        Probe("1 block: allocate twice", _run_out(1),
+              _holds(lambda g, w: g[0] in _LOOKUP_ERRORS)),
+        Probe("3 blocks: allocate three, free one, allocate, then one more", _run_out(3, True),
+              _holds(lambda g, w: g[0] in _LOOKUP_ERRORS)),
+    ),
+    # source: microsoft/onnxruntime#32391 (a -1 block id read as "unmapped" by some paths
+    # and indexed by others)
+    "out_of_blocks_sentinel": (
+        Probe("1 block: allocate twice", _run_out(1),
+              _holds(lambda g, w: _is_sentinel(g[0]))),
+        Probe("3 blocks: allocate three, free one, allocate, then one more", _run_out(3, True),
+              _holds(lambda g, w: _is_sentinel(g[0]) and g[1] == 0)),
+    ),
+}, diagnostics=(
+    Probe("BlockAllocator(3, 4): a, b = allocate(); incref(a); free(a); free(b); c = "
+          "allocate(); free(a); allocate() ×3 — num_free after each step", _steps,
+          axes=("step",)),
+))
+
+
+class _HighestIdFirst:
+    """Correct, other order: hands out the highest free id first (a stack, not a queue)."""
+
+    def allocate(self):
+        if not self._free:
+            raise RuntimeError(f"out of KV blocks: all {self.num_blocks} are in use")
+        block = max(self._free)
+        self._free.remove(block)
+        self._refcounts[block] = 1
+        return block
+
+
+BLOCK_ALLOCATOR = attach(BLOCK_ALLOCATOR, variants=(Fake("highest_id_first", _impl(_HighestIdFirst)),))

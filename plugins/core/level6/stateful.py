@@ -189,6 +189,14 @@ def _named(ctx: Any, driver_cls: type[Driver], d: Discrepancy, flaky: bool = Fal
     message = d.message
     if flaky:
         message += "\n(The same steps did not always fail: does your class depend on randomness?)"
+    explain = getattr(ctx, "explain", None)
+    if explain is not None:  # replay is exact reproduction; probes name the family (issue 14)
+        from attnkata.harness import _diagnosis_lines
+
+        diagnosis = explain(matched)
+        named = diagnosis.misconceptions
+        message = "\n".join([message, *_diagnosis_lines(diagnosis)])
+        return KataFailure(message, named[0] if named else None, tuple(named[1:]), diagnosis)
     if matched:
         m = matched[0]
         message += f"\nThis looks like the misconception \"{m.name}\" [{m.id}]."
