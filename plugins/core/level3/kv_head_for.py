@@ -56,7 +56,7 @@ def head_mapping_rejects(ctx):
                      misconception="no_divisibility_check")
         if outcome != "raised":
             ctx.fail(f"{what} raised {outcome} ({value}); expected ValueError, naming the "
-                     f"head counts", misconception="no_divisibility_check")
+                     f"head counts", misconception="raised_wrong_error")
 
 
 def _modulo(q_head, n_q_heads, n_kv_heads):
@@ -113,4 +113,117 @@ KV_HEAD_FOR = Kata(
         "if n_q_heads % n_kv_heads: raise ValueError(...); return q_head // (n_q_heads // n_kv_heads)",
     ),
     generic_fakes=("zeros", "echo", "constant", "random"),  # integer inputs: nothing to mutate
+)
+
+
+# ---------------------------------------------------------------------------
+# Diagnosis by behaviour (docs/DIAGNOSIS.md): each probe returns the whole mapping for
+# one head layout (or what a call raised), and its predicate names the mistake's family.
+# ---------------------------------------------------------------------------
+
+from typing import Any  # noqa: E402
+
+from attnkata import Fake  # noqa: E402
+from attnkata.diagnose import Probe, Raised, attach, attempt, check as _holds  # noqa: E402
+
+
+def _map(n_q: int, n_kv: int) -> Any:
+    return lambda ns: attempt(lambda: [ns.kv_head_for(h, n_q, n_kv) for h in range(n_q)])
+
+
+def _call(*args: int) -> Any:
+    return lambda ns: attempt(lambda: ns.kv_head_for(*args))
+
+
+def _right(got: Any, n_q: int, n_kv: int) -> bool:
+    return not isinstance(got, Raised) and list(got) == [h // (n_q // n_kv) for h in range(n_q)]
+
+
+def _seq(g: Any) -> bool:
+    return isinstance(g, list) and all(isinstance(x, (int, float)) for x in g)
+
+
+def _float_division(q_head, n_q_heads, n_kv_heads):
+    if n_q_heads % n_kv_heads:
+        raise ValueError(f"n_kv_heads={n_kv_heads} must divide n_q_heads={n_q_heads}")
+    return q_head / (n_q_heads // n_kv_heads)
+
+
+def _asserted(q_head, n_q_heads, n_kv_heads):
+    assert n_q_heads % n_kv_heads == 0, "n_kv_heads must divide n_q_heads"
+    return q_head // (n_q_heads // n_kv_heads)
+
+
+def _by_ratio(q_head, n_q_heads, n_kv_heads):
+    """Correct, written differently: h · H_kv // H_q is h // G when H_kv divides H_q."""
+    if n_kv_heads < 1 or n_q_heads % n_kv_heads:
+        raise ValueError("n_kv_heads must divide n_q_heads")
+    return q_head * n_kv_heads // n_q_heads
+
+
+KV_HEAD_FOR = attach(
+    KV_HEAD_FOR,
+    add=(
+        # source: google-deepmind/gemma#643 and #668 (`kg / num_kv_heads`, true division,
+        # in GQA reshapes); microsoft/Olive#1159 (a head size that came out a float)
+        Misconception("float_division", "divided with / (a float head index) instead of //",
+                      {"kv_head_for": _float_division},
+                      "In Python 3, 13 / 4 is 3.25: a head index must be an integer. Use floor "
+                      "division, q_head // G."),
+        # source: huggingface/transformers#20463 and NVIDIA/TensorRT-LLM#17796 (review: an
+        # `assert` on head divisibility vanishes under python -O; raise ValueError instead)
+        Misconception("raised_wrong_error", "checked divisibility with assert (AssertionError), "
+                      "not ValueError", {"kv_head_for": _asserted},
+                      "An assert is for bugs in your own code and disappears under python -O; "
+                      "bad arguments from a caller deserve a ValueError that names the counts."),
+    ),
+    probes={
+        # source: apple/axlearn#842 (jnp.repeat vs tile order of KV heads);
+        # HazyResearch/HipKittens#22 (a head mapping that used the wrong modulus)
+        "modulo_interleaved": (
+            Probe("H_q = 8, H_kv = 2: every query head's KV head", _map(8, 2),
+                  _holds(lambda g, w: _seq(g) and g[0] != g[1] and set(g) == {0, 1}),
+                  axes=("query head",)),
+            Probe("H_q = 6, H_kv = 3: every query head's KV head", _map(6, 3),
+                  _holds(lambda g, w: _seq(g) and g[:3] == [0, 1, 2] and g != sorted(g)),
+                  axes=("query head",)),
+        ),
+        # source: PSAL-POSTECH/ONNXim#34 (`kv_head_idx = head_idx / _nkvh`: KV heads beyond
+        # the last, or never read); rasbt/LLMs-from-scratch#922 (group size vs KV-head count)
+        "divided_by_kv_heads": (
+            Probe("H_q = 8, H_kv = 2 (G = 4 > H_kv): KV heads past the last one", _map(8, 2),
+                  _holds(lambda g, w: _seq(g) and g == sorted(g) and max(g) > 1),
+                  axes=("query head",)),
+            Probe("H_q = 32, H_kv = 8 (G = 4 < H_kv): some KV heads never read", _map(32, 8),
+                  _holds(lambda g, w: _seq(g) and g == sorted(g) and max(g) < 7 and g[0] == 0),
+                  axes=("query head",)),
+        ),
+        # source: tenstorrent/polaris#412 and keras-team/keras#23081 (GQA without a
+        # divisibility check silently produces the wrong number of heads)
+        "no_divisibility_check": (
+            Probe("H_q = 6, H_kv = 4 (no equal groups), after H_q = 8, H_kv = 2",
+                  lambda ns: (_map(8, 2)(ns), _call(0, 6, 4)(ns)),
+                  _holds(lambda g, w: _right(g[0], 8, 2) and not isinstance(g[1], Raised))),
+            Probe("H_q = 32, H_kv = 3, after H_q = 12, H_kv = 4",
+                  lambda ns: (_map(12, 4)(ns), _call(5, 32, 3)(ns)),
+                  _holds(lambda g, w: _right(g[0], 12, 4) and not isinstance(g[1], Raised))),
+        ),
+        "float_division": (
+            Probe("H_q = 32, H_kv = 8: query head 13", _call(13, 32, 8),
+                  _holds(lambda g, w: isinstance(g, float) and g != int(g))),
+            Probe("H_q = 4, H_kv = 2: every query head's KV head", _map(4, 2),
+                  _holds(lambda g, w: _seq(g) and any(float(x) != int(x) for x in g))),
+        ),
+        "raised_wrong_error": (
+            Probe("H_q = 6, H_kv = 4", _call(0, 6, 4),
+                  _holds(lambda g, w: isinstance(g, Raised) and g.type == "AssertionError")),
+            Probe("H_q = 32, H_kv = 3, after H_q = 8, H_kv = 2",
+                  lambda ns: (_map(8, 2)(ns), _call(5, 32, 3)(ns)),
+                  _holds(lambda g, w: _right(g[0], 8, 2) and isinstance(g[1], Raised)
+                         and g[1].type not in ("ValueError", "NotImplementedError"))),
+        ),
+    },
+    diagnostics=(Probe("H_q = 12, H_kv = 4: every query head's KV head", _map(12, 4),
+                       axes=("query head",)),),
+    variants=(Fake("by_ratio", {"kv_head_for": _by_ratio}),),
 )
