@@ -198,12 +198,24 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     state = config.stash[SESSION]
     packs = ", ".join(f"{name} ({len([k for k in state.registry.katas if k.pack == name])})"
                       for name in state.registry.packs)
-    lines = [f"attnkata: target={state.target.name} seed={state.seed} katas from {packs}; "
-             f"triton: {TRITON_MODE}"]
+    triton = f"; triton: {TRITON_MODE}" if _selects_triton(config, state) else ""
+    lines = [f"attnkata: target={state.target.name} seed={state.seed} katas from {packs}{triton}"]
     lines += [f"attnkata: ⚠ {p}" for p in state.registry.problems]
     from .render import wrap_lines
 
     return wrap_lines("\n".join(lines), config.get_terminal_writer().fullwidth).split("\n")
+
+
+def _selects_triton(config: pytest.Config, state: Any) -> bool:
+    """Whether the paths on the command line reach a kata that needs Triton (its mode is
+    said only then: a NumPy kata's header stays one line at 80 columns)."""
+    paths = [Path(str(a).split("::")[0]).resolve() for a in config.args]
+    for kata in state.registry.katas:
+        if "triton" in kata.requires:
+            file = (state.katas_dir / kata.path).resolve()
+            if any(p == file or p in file.parents for p in paths):
+                return True
+    return False
 
 
 BENCH_OPTIONS = ("benchmark_only", "benchmark_save", "benchmark_autosave", "benchmark_json",

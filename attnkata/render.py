@@ -225,20 +225,29 @@ NAMED = 'This looks like the misconception "'
 
 
 def fold_repeat(text: str, seen: set[str]) -> str:
-    """A misconception explained once in a run is named, not explained, again after that.
+    """A misconception named and explained once in a run is only pointed at after that.
 
-    ``seen`` holds the naming lines already shown (updated here)."""
+    A later failure of the same kata with the same misconception keeps its first line
+    (which check, which call), says ``Same misconception as above: "name" [id].`` and
+    keeps what follows the explanation (notes particular to that check); the values,
+    the explanation and the "also consistent with" lines are in the first failure.
+    ``seen`` holds the ``kata [id]`` keys already explained (updated here)."""
     lines = text.split("\n")
+    kata = lines[0][1:].split(" ·", 1)[0] if lines and lines[0].startswith("[") else ""
     for i, line in enumerate(lines):
-        if not (line.startswith(NAMED) and line.endswith("].")):
+        end = line.find("]", len(NAMED)) if line.startswith(NAMED) else -1
+        if end < 0:
             continue
-        if line not in seen:
-            seen.add(line)
+        key = f"{kata} {line[line.rfind('[', 0, end):end + 1]}"
+        if key not in seen:
+            seen.add(key)
             return text
-        nxt = lines[i + 1] if i + 1 < len(lines) else ""
-        explained = nxt.startswith("  ") and not nxt.startswith("  (also")
-        return "\n".join(lines[:i] + [f"{line[:-1]} (explained above)."]
-                         + lines[i + 1 + explained:])
+        j = i + 1
+        while j < len(lines) and lines[j].startswith("  "):  # explanation, "(also ...)" lines
+            j += 1
+        named = line[len(NAMED) - 1:end + 1]
+        head = lines[:1] if i > 0 else []
+        return "\n".join(head + [f"Same misconception as above: {named}."] + lines[j:])
     return text
 
 
