@@ -217,3 +217,138 @@ GQA_ATTENTION = Kata(
         "[B, H_q, N_q, d].",
     ),
 )
+
+
+# ---------------------------------------------------------------------------
+# Diagnosis by behaviour (docs/DIAGNOSIS.md): small GQA inputs whose wrong output tells
+# the mistakes apart — which query heads go wrong, which rows go NaN, whether the output
+# is attention at scale 1 or under the opposite mask — and, for repeated K/V, the peak
+# memory next to a right answer.
+# ---------------------------------------------------------------------------
+
+from typing import Any  # noqa: E402
+
+from attnkata import Fake  # noqa: E402
+from attnkata.diagnose import (Probe, all_of, along, attach, attempt, check as _holds,  # noqa: E402
+                               close, equals, measure, nan_in, wrong, wrong_only_in)
+
+_R = np.random.default_rng(1403)
+_AXES = ("batch", "head", "query", "feature")
+_Q4, _K2, _V2 = _R.standard_normal((1, 4, 3, 8)), *_R.standard_normal((2, 1, 2, 5, 8))
+_Q6, _K3, _V3 = _R.standard_normal((1, 6, 2, 8)), *_R.standard_normal((2, 1, 3, 5, 8))
+_QM, _KM, _VM = _R.standard_normal((1, 3, 4, 16)), *_R.standard_normal((2, 1, 3, 6, 16))
+_SOME = np.array([[1, 0, 1, 1, 0], [0, 1, 1, 0, 1], [1, 1, 0, 0, 1]], bool)   # no row empty,
+_EMPTY0 = np.array([[0, 0, 0, 0, 0], [1, 1, 0, 0, 1], [0, 0, 1, 0, 0]], bool)  # nor its inverse
+
+
+def _heads_wrong(exactly: set) -> Any:
+    """Wrong in exactly the query heads ``exactly`` (every one of them), right in the others."""
+    def fn(g, w):
+        bad = wrong(g, w)
+        return bad is not None and {h for h in range(w.shape[1]) if bad[:, h].any()} == exactly
+    return _holds(fn)
+
+
+def _run(q, k, v, **kw: Any) -> Any:
+    return lambda ns: ns.gqa_attention(q.copy(), k.copy(), v.copy(), **kw)
+
+
+def _unscaled(q, k, v, mask=None):
+    return _per_head(q * np.sqrt(q.shape[-1]), k, v, mask)
+
+
+def _peak_and_value(h_q: int, h_kv: int) -> Any:
+    """Peak memory of one decode step (N_k = 2048, d = 32) and the output on a small input."""
+    def run(ns):
+        rng = np.random.default_rng(h_q * 10 + h_kv)
+        q = rng.standard_normal((1, h_q, 1, 32)).astype(np.float32)
+        k, v = rng.standard_normal((2, 1, h_kv, 2048, 32)).astype(np.float32)
+        seen = measure(ns, "attnkata.probes", "peak_call", "gqa_attention", (q, k, v), {})
+        return float(seen["peak"]), attempt(lambda: ns.gqa_attention(_Q4.copy(), _K2.copy(),
+                                                                     _V2.copy()))
+    return run
+
+
+def _repeated(h_q: int, h_kv: int) -> Any:
+    kv_bytes = 2 * h_kv * 2048 * 32 * 4
+    return _holds(lambda g, w: close(g[1], w[1]) and g[0] > 4 * kv_bytes
+                  and g[0] > 0.5 * (h_q // h_kv) * kv_bytes)
+
+
+def _by_group(q, k, v, mask=None):
+    """Correct, written differently: one matmul per KV head over its G query heads."""
+    B, H_q, N_q, d = q.shape
+    H_kv = k.shape[1]
+    G = H_q // H_kv
+    out = np.empty((B, H_q, N_q, v.shape[-1]), dtype=q.dtype)
+    full = None if mask is None else np.broadcast_to(mask, (B, H_q, N_q, k.shape[2]))
+    for j in range(H_kv):
+        s = np.einsum("bgqd,bkd->bgqk", q[:, j * G:(j + 1) * G], k[:, j]) / np.sqrt(d)
+        if full is not None:
+            s = np.where(full[:, j * G:(j + 1) * G], s, -np.inf)
+        m = s.max(axis=-1, keepdims=True)
+        e = np.exp(s - np.where(np.isfinite(m), m, 0))
+        t = e.sum(axis=-1, keepdims=True)
+        out[:, j * G:(j + 1) * G] = np.einsum("bgqk,bkd->bgqd", e / np.where(t == 0, 1, t), v[:, j])
+    return out
+
+
+GQA_ATTENTION = attach(
+    GQA_ATTENTION,
+    probes={
+        # source: apple/axlearn#842 (jnp.repeat vs tile order of the KV heads);
+        # fkodom/grouped-query-attention-pytorch#5 (query heads mixed with the wrong KV head)
+        "modulo_mapping": (
+            Probe("H_q = 4, H_kv = 2, no mask", _run(_Q4, _K2, _V2), _heads_wrong({1, 2}),
+                  axes=_AXES),
+            Probe("H_q = 6, H_kv = 3, no mask", _run(_Q6, _K3, _V3), _heads_wrong({1, 2, 3, 4}),
+                  axes=_AXES),
+        ),
+        # source: meta-llama/llama#384 (repeat_kv copies K/V per query head);
+        # state-spaces/mamba#462 (repeat before SDPA)
+        "repeat_materialised": (
+            Probe("a decode step at H_q = 32, H_kv = 1, N_k = 2048: peak memory, and a right "
+                  "answer at H_q = 4, H_kv = 2", _peak_and_value(32, 1), _repeated(32, 1)),
+            Probe("the same at H_q = 32, H_kv = 2", _peak_and_value(32, 2), _repeated(32, 2)),
+        ),
+        # source: vaswani-2017 §3.2.1 (the 1/√d factor); the omission is invisible at d = 1,
+        # so these probes compare d = 1 with d = 16
+        "forgot_scale": (
+            Probe("MHA (3 heads), d = 1 then d = 16: right only at d = 1",
+                  lambda ns: (attempt(lambda: _run(_QM[..., :1], _KM[..., :1], _VM)(ns)),
+                              attempt(lambda: _run(_QM, _KM, _VM)(ns))),
+                  _holds(lambda g, w: close(g[0], w[0]) and not close(g[1], w[1]))),
+            Probe("H_q = 4, H_kv = 2, d = 8: the output is attention with scale 1",
+                  _run(_Q4, _K2, _V2), all_of(equals(_unscaled(_Q4, _K2, _V2)),
+                                              _holds(lambda g, w: not close(g, w))), axes=_AXES),
+        ),
+        # source: rasbt/LLMs-from-scratch#1061 and pytorch/pytorch#170415 (SDPA's True means
+        # "take part", nn.MultiheadAttention's True means "ignore": masks get inverted)
+        "mask_inverted": (
+            Probe("a mask whose rows and their inverses all see a key: the output is attention "
+                  "under the opposite mask", _run(_Q6[:, :3, :1].repeat(3, 2), _KM[..., :8][:, :, :5],
+                                                  _VM[..., :8][:, :, :5], mask=_SOME),
+                  all_of(equals(_per_head(_Q6[:, :3, :1].repeat(3, 2), _KM[..., :8][:, :, :5],
+                                          _VM[..., :8][:, :, :5], ~_SOME)),
+                         _holds(lambda g, w: not close(g, w))), axes=_AXES),
+            Probe("no mask, then a mask of all True: right only without the mask",
+                  lambda ns: (attempt(lambda: _run(_Q4, _K2, _V2)(ns)),
+                              attempt(lambda: _run(_Q4, _K2, _V2, mask=np.ones((3, 5), bool))(ns))),
+                  _holds(lambda g, w: close(g[0], w[0]) and bool(wrong(g[1], w[1]).all()))),
+        ),
+        # source: pytorch/pytorch#41508 and #103963 (NaN from a fully masked row);
+        # tracel-ai/burn#4694 (-inf − -inf = NaN in an attention fallback)
+        "nan_on_empty_rows": (
+            Probe("query 0 sees no key, queries 1 and 2 do (H_q = 6, H_kv = 3)",
+                  _run(_Q6[:, :, :1].repeat(3, 2), _K3, _V3, mask=_EMPTY0),
+                  all_of(nan_in(along(-2, 0)), wrong_only_in(along(-2, 0))), axes=_AXES),
+            Probe("causal with 4 queries over 2 keys: queries 0 and 1 see nothing",
+                  _run(_QM[:, :, :4], _KM[:, :, :2], _VM[:, :, :2], mask=causal(4, 2)),
+                  all_of(nan_in(along(-2, slice(0, 2))), wrong_only_in(along(-2, slice(0, 2)))),
+                  axes=_AXES),
+        ),
+    },
+    diagnostics=(Probe("H_q = 6, H_kv = 3, a mask with query 0 empty",
+                       _run(_Q6[:, :, :1].repeat(3, 2), _K3, _V3, mask=_EMPTY0), axes=_AXES),),
+    variants=(Fake("loop_over_kv_heads", {"gqa_attention": _by_group}),),
+)
