@@ -120,7 +120,7 @@ def cmd_selfcheck(args, pm, registry) -> int:
         return 2
     table = Table(title="attnkata selfcheck — can every kata's tests fail?", title_justify="left")
     for col in ("kata", "reference", "stub", "fakes rejected", "misconceptions named",
-                "caught/repro/probes", "problems"):
+                "caught, by repro, by probes", "problems"):
         table.add_column(col, overflow="fold")
     verdicts = []
     for kata in katas:
@@ -137,7 +137,7 @@ def cmd_selfcheck(args, pm, registry) -> int:
         row = summary(mine).get(kata.id)
         table.add_row(kata.id, tally("reference"), tally("stub"), tally("fake:"),
                       tally("misconception:"),
-                      f"{row['caught']} / {row['reproduction']} / {row['probes']}" if row else "-",
+                      f"{row['caught']}, {row['reproduction']}, {row['probes']}" if row else "-",
                       "\n".join(problems))
     counted = [v for v in verdicts if v.subject != NOTE]
     bad = [v for v in counted if not v.ok]
@@ -152,10 +152,11 @@ def cmd_selfcheck(args, pm, registry) -> int:
     say_problems(registry.problems, args)
     total = summary(verdicts)["ladder"]
     if total["misconceptions"]:
-        print(f"misconceptions: {total['misconceptions']}, caught {total['caught']}, named "
-              f"{total['named']} ({100 * total['named'] / total['misconceptions']:.0f}%): "
-              f"{total['reproduction']} by the checks (reproduction), {total['probes']} by "
-              f"their probes")
+        print(textwrap.fill(
+            f"misconceptions: {total['misconceptions']}, caught {total['caught']}, named "
+            f"{total['named']} ({100 * total['named'] / total['misconceptions']:.0f}%): "
+            f"{total['reproduction']} by the checks (reproduction), {total['probes']} by "
+            f"their probes", width=min(args.width, 100), subsequent_indent="    "))
     print(f"{len(counted) - len(bad)} passed, {len(bad)} failed  "
           f"(selfcheck of {len(katas)} katas: reference, stub, fakes, misconceptions)")
     if args.json:

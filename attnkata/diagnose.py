@@ -448,7 +448,7 @@ def where_wrong(probe: Probe, got: Any, want: Any) -> str:
         rel = next((n for n in SHAPE_RELATIONS if relation_holds(n, *pair)), None)
         return (f"on {probe.what}: shape {list(pair[0])}, expected {list(pair[1])}"
                 + (f" ({rel.replace('_', ' ')})" if rel else ""))
-    g, w = _first_array(got), _first_array(want)
+    g, w = _first_wrong(got, want, probe.tol)
     mask = wrong(g, w, probe.tol) if g is not None else None
     if mask is None:
         return f"on {probe.what}: wrong"
@@ -461,9 +461,14 @@ def where_wrong(probe: Probe, got: Any, want: Any) -> str:
 DEFAULT_AXES = ("batch", "head", "row", "column")   # a probe's ``axes`` name them better
 
 
-def _first_array(x: Any) -> Any:
-    """The first output that differs, for a tuple of outputs; ``x`` itself otherwise."""
-    return x[0] if isinstance(x, (tuple, list)) and x and hasattr(x[0], "shape") else x
+def _first_wrong(got: Any, want: Any, tol: tuple[float, float] | None) -> tuple[Any, Any]:
+    """The first pair of outputs that differ, for tuples of outputs; the pair itself
+    otherwise."""
+    if isinstance(want, (tuple, list)) and isinstance(got, (tuple, list)) and len(got) == len(want):
+        for g, w in zip(got, want):
+            if not close(g, w, tol):
+                return _first_wrong(g, w, tol)
+    return got, want
 
 
 # ---------------------------------------------------------------------------

@@ -484,3 +484,14 @@ def test_judge_variant_helper_for_kata_tests():
     good = judge_variant(kata, ref, {"attention": att_fill(-1e4)})
     assert good.names("masked_with_large_negative") and not good.names("masked_with_zero")
     assert not judge_variant(kata, ref, {"attention": ref.attention}).caught
+
+
+def test_where_points_at_the_output_that_differs():
+    from attnkata.diagnose import where_wrong
+
+    probe = Probe.of("two outputs", "f", axes=("row", "column"))
+    want = (np.zeros((2, 3)), np.zeros((4, 5)))
+    got = (np.zeros((2, 3)), np.zeros((4, 5)))
+    got[1][3, 1:3] = 1
+    line = where_wrong(probe, got, want)
+    assert "wrong in 2 of 20 entries" in line and "row 3 of 0–3" in line and "column 1–2 of 0–4" in line
