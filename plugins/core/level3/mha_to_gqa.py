@@ -126,3 +126,122 @@ MHA_TO_GQA = Kata(
         "n_kv_heads * d_head), in w_kv's dtype.",
     ),
 )
+
+
+# ---------------------------------------------------------------------------
+# Diagnosis by behaviour (docs/DIAGNOSIS.md): weights whose heads all differ, pooled at
+# head layouts that separate the mistakes — MQA (H_kv = 1), where interleaved and
+# consecutive groups coincide; d_head = 1, where adjacent columns are adjacent heads.
+# ---------------------------------------------------------------------------
+
+from typing import Any  # noqa: E402
+
+from attnkata import Fake  # noqa: E402
+from attnkata.diagnose import (Probe, all_of, attach, attempt, check as _holds, close,  # noqa: E402
+                               equals, scaled, shape_is)
+
+_R = np.random.default_rng(1430)
+_W8 = _R.standard_normal((5, 8 * 3))      # 8 heads of width 3
+_W6 = _R.standard_normal((4, 6 * 2))      # 6 heads of width 2
+_W4 = _R.standard_normal((3, 4 * 1))      # 4 heads of width 1
+
+
+def _on(w, n, n_kv) -> Any:
+    return lambda ns: ns.mha_to_gqa(w.copy(), n, n_kv)
+
+
+def _pair(first: tuple, second: tuple) -> Any:
+    return lambda ns: tuple(attempt(lambda a=a: ns.mha_to_gqa(a[0].copy(), *a[1:]))
+                            for a in (first, second))
+
+
+def _one_head_per_group(w, n, n_kv) -> Any:
+    """Every pooled head is one of its group's heads (whichever), not their mean."""
+    d_model, g = w.shape[0], n // n_kv
+    heads = w.reshape(d_model, n_kv, g, -1)
+
+    def fn(got, want):
+        got = np.asarray(got).reshape(d_model, n_kv, -1)
+        return all(any(close(got[:, j], heads[:, j, i]) for i in range(g)) for j in range(n_kv))
+    return _holds(fn)
+
+
+def _rows_pooled(w_kv, n_heads, n_kv_heads):
+    """Pools the [out, in] way (heads as rows of w_kv.T) and never transposes back."""
+    rows = w_kv.T.reshape(n_kv_heads, n_heads // n_kv_heads, -1, w_kv.shape[0])
+    return rows.mean(axis=1).reshape(-1, w_kv.shape[0]).astype(w_kv.dtype)
+
+
+def _einsum_pool(w_kv, n_heads, n_kv_heads):
+    """Correct, written differently: an averaging matrix over heads, applied by einsum."""
+    g = n_heads // n_kv_heads
+    avg = np.kron(np.eye(n_kv_heads), np.full((1, g), 1.0 / g))       # [H_kv, H]
+    heads = w_kv.reshape(w_kv.shape[0], n_heads, -1)
+    return np.einsum("jh,mhd->mjd", avg, heads).reshape(w_kv.shape[0], -1).astype(w_kv.dtype)
+
+
+MHA_TO_GQA = attach(
+    MHA_TO_GQA,
+    add=(
+        # source: huggingface/transformers#28425 (mean-pooling Llama's k_proj/v_proj into
+        # GQA heads with nn.Linear's [out, in] weights, split by rows)
+        Misconception("pooled_rows_transposed", "pooled w_kv as if heads were rows ([out, in], "
+                      "nn.Linear's layout) and returned [H_kv·d_head, d_model]",
+                      {"mha_to_gqa": _rows_pooled},
+                      "Here w_kv is [d_model, H·d_head]: x @ w_kv gives keys, so heads are "
+                      "COLUMNS. nn.Linear stores the transpose; if you pool rows of w_kv.T, "
+                      "transpose back before returning."),
+    ),
+    probes={
+        # source: ainslie-2023-gqa §2.1 (mean pooling beats keeping the first head);
+        # huggingface/transformers#28425 (a pooling that kept one head per group)
+        "first_head_of_group": (
+            Probe("8 heads → 2 KV heads, every head different", _on(_W8, 8, 2),
+                  all_of(_one_head_per_group(_W8, 8, 2), _holds(lambda g, w: not close(g, w))),
+                  axes=("d_model", "column")),
+            Probe("6 heads → 3 KV heads", _on(_W6, 6, 3),
+                  all_of(_one_head_per_group(_W6, 6, 3), _holds(lambda g, w: not close(g, w))),
+                  axes=("d_model", "column")),
+        ),
+        # source: apple/axlearn#842 (repeat vs tile order of KV heads: which heads form a
+        # group); the same order decides which heads are pooled together
+        "interleaved_groups": (
+            Probe("MQA (8 → 1: every order pools the same heads), then 8 → 2",
+                  _pair((_W8, 8, 1), (_W8, 8, 2)),
+                  _holds(lambda g, w: close(g[0], w[0]) and not close(g[1], w[1]))),
+            Probe("6 → 3: pooled heads h, h + 3", _on(_W6, 6, 3),
+                  all_of(equals(_W6.reshape(4, 2, 3, 2).mean(axis=1).reshape(4, 6)),
+                         _holds(lambda g, w: not close(g, w))), axes=("d_model", "column")),
+        ),
+        # source: ainslie-2023-gqa §2.1 (the mean of the group); a sum scales every key by G
+        "summed_not_averaged": (
+            Probe("8 heads → 2 KV heads: the output is the mean times a constant",
+                  _on(_W8, 8, 2), scaled(), axes=("d_model", "column")),
+            Probe("6 heads → 3 KV heads: the output is the mean times a constant",
+                  _on(_W6, 6, 3), scaled(), axes=("d_model", "column")),
+        ),
+        # source: MarcoMeter/episodic-transformer-memory-ppo#22 (heads split before the
+        # projection: features of different heads mixed)
+        "pooled_adjacent_columns": (
+            Probe("d_head = 1 (adjacent columns are adjacent heads), then d_head = 3",
+                  _pair((_W4, 4, 2), (_W8, 8, 2)),
+                  _holds(lambda g, w: close(g[0], w[0]) and not close(g[1], w[1]))),
+            Probe("8 heads of width 3 → 2: each column the mean of G neighbouring columns",
+                  _on(_W8, 8, 2), all_of(equals(_W8.reshape(5, -1, 4).mean(axis=-1)),
+                                         _holds(lambda g, w: not close(g, w))),
+                  axes=("d_model", "column")),
+        ),
+        "pooled_rows_transposed": (
+            Probe("8 heads of width 3 → 2 from a [5, 24] w_kv", _on(_W8, 8, 2),
+                  all_of(shape_is("transposed_last_two"),
+                         _holds(lambda g, w: close(np.asarray(g).T, w)))),
+            Probe("6 heads of width 2 → 3 from a [4, 12] w_kv", _on(_W6, 6, 3),
+                  all_of(shape_is("transposed_last_two"),
+                         _holds(lambda g, w: close(np.asarray(g).T, w)))),
+        ),
+    },
+    shapes={"pooled_rows_transposed": ("transposed_last_two",)},
+    diagnostics=(Probe("8 heads of width 3 → 2 KV heads", _on(_W8, 8, 2),
+                       axes=("d_model", "column")),),
+    variants=(Fake("averaging_matrix", {"mha_to_gqa": _einsum_pool}),),
+)
