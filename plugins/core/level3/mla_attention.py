@@ -169,3 +169,157 @@ MLA_ATTENTION = Kata(
         "— √d with d = q.shape[-1], not d_c.",
     ),
 )
+
+
+# ---------------------------------------------------------------------------
+# Diagnosis by behaviour (docs/DIAGNOSIS.md): the same inputs absorbed and not, square
+# (d = d_c: a wrong transpose still runs) and not, d = 1 (no scale to forget), and the
+# absorbed path's peak memory next to a right answer.
+# ---------------------------------------------------------------------------
+
+from typing import Any  # noqa: E402
+
+from attnkata import Fake  # noqa: E402
+from attnkata.diagnose import (Probe, Raised, all_of, attach, attempt, check as _holds,  # noqa: E402
+                               close, equals, measure)
+
+
+def _mla_in(n_q: int, n: int, d: int, d_c: int, d_v: int, seed: int) -> tuple:
+    r = np.random.default_rng(seed)
+    return (r.standard_normal((n_q, d)), r.standard_normal((n, d_c)),
+            r.standard_normal((d_c, d)) / np.sqrt(d_c), r.standard_normal((d_c, d_v)))
+
+
+_SQUARE = _mla_in(3, 9, 6, 6, 4, 1431)    # d = d_c
+_WIDE = _mla_in(3, 9, 12, 4, 5, 1432)     # d = 12, d_c = 4
+_NARROW = _mla_in(2, 7, 4, 9, 3, 1433)    # d = 4, d_c = 9
+_D1 = _mla_in(3, 8, 1, 5, 4, 1434)        # d = 1: 1/√d = 1
+
+
+def _attend(q, c_kv, w_uk, w_uv, scale, latent_out=False):
+    """Plain MLA attention in float64 at ``scale``; ``latent_out``: stop before W_UV."""
+    s = (q @ (c_kv @ w_uk).T) * scale
+    e = np.exp(s - s.max(axis=-1, keepdims=True))
+    p = e / e.sum(axis=-1, keepdims=True)
+    return p @ c_kv if latent_out else p @ (c_kv @ w_uv)
+
+
+def _call(args: tuple, absorb: bool) -> Any:
+    return lambda ns: ns.mla_attention(*(a.copy() for a in args), absorb=absorb)
+
+
+def _both(*runs: tuple) -> Any:
+    return lambda ns: tuple(attempt(lambda r=r: _call(*r)(ns)) for r in runs)
+
+
+def _wrong(g: Any, w: Any) -> bool:
+    return isinstance(g, Raised) or not close(g, w)
+
+
+def _peak_and_value(n: int, d: int) -> Any:
+    def run(ns):
+        r = np.random.default_rng(n + d)
+        q = r.standard_normal((1, d)).astype(np.float32)
+        c = r.standard_normal((n, 32)).astype(np.float32)
+        w_uk, w_uv = (r.standard_normal((32, w)).astype(np.float32) for w in (d, 8))
+        seen = measure(ns, "attnkata.probes", "peak_call", "mla_attention", (q, c, w_uk, w_uv),
+                       {"absorb": True})
+        return float(seen["peak"]), attempt(lambda: _call(_WIDE, True)(ns))
+    return run
+
+
+def _keys_built(n: int, d: int) -> Any:
+    return _holds(lambda g, w: close(g[1], w[1]) and g[0] > 0.5 * n * d * 4)
+
+
+def _latent_out(q, c_kv, w_uk, w_uv, absorb=False):
+    if not absorb:
+        return _mla(q, c_kv, w_uk, w_uv)
+    p = _softmax_rows((q @ w_uk.T @ c_kv.T) / np.sqrt(q.shape[-1]))
+    return (p @ c_kv).astype(q.dtype)          # the latent output, W_UV never applied
+
+
+def _absorbed_einsum(q, c_kv, w_uk, w_uv, absorb=False):
+    """Correct, written differently: einsum, and W_UV folded into the latent values first."""
+    d = q.shape[-1]
+    if absorb:
+        s = np.einsum("qd,cd,nc->qn", q, w_uk, c_kv) / np.sqrt(d)
+    else:
+        s = np.einsum("qd,nd->qn", q, np.einsum("nc,cd->nd", c_kv, w_uk)) / np.sqrt(d)
+    s = s - s.max(axis=-1, keepdims=True)
+    p = np.exp(s) / np.exp(s).sum(axis=-1, keepdims=True)
+    return np.einsum("qn,nc,cv->qv", p, c_kv, w_uv).astype(q.dtype)
+
+
+def _last_axis_is_latent(got: tuple, want: tuple) -> bool:
+    return len(got) == len(want) and got[:-1] == want[:-1] and got[-1] != want[-1]
+
+
+MLA_ATTENTION = attach(
+    MLA_ATTENTION,
+    add=(
+        # source: PaddlePaddle/PaddleFleet#1679 (MLA's "V de-absorption": the latent output
+        # must still go through W_UV); Dao-AILab/flash-attention#1504 (the kernel returns
+        # the 512-wide latent, the caller up-projects it)
+        Misconception("absorbed_skips_w_uv", "absorb=True returned the latent output p·c_kv "
+                      "([N_q, d_c]) without W_UV", {"mla_attention": _latent_out},
+                      "Absorbing W_UK changes how scores are computed; the values are still "
+                      "c_kv @ W_UV. (p @ c_kv) is a latent of width d_c: multiply it by w_uv to "
+                      "get [N_q, d_v]."),
+    ),
+    probes={
+        # source: ROCm/rocm-libraries#9442 (review: the absorbed weight's shape written with
+        # the wrong axis); deepseek-2024-mla appendix (q·W_UKᵀ, not q·W_UK)
+        "absorb_wrong_transpose": (
+            Probe("d = d_c = 6: absorb=False, then absorb=True",
+                  _both((_SQUARE, False), (_SQUARE, True)),
+                  _holds(lambda g, w: close(g[0], w[0]) and _wrong(g[1], w[1])
+                         and not isinstance(g[1], Raised))),
+            Probe("d = 12, d_c = 4: absorb=False, then absorb=True",
+                  _both((_WIDE, False), (_WIDE, True)),
+                  _holds(lambda g, w: close(g[0], w[0]) and isinstance(g[1], Raised)
+                         and g[1].type == "ValueError")),
+        ),
+        # source: deepseek-ai/DeepSeek-V2#23 (a learner unsure which scale factors MLA
+        # applies, and where); the absorbed product is d_c wide, its scale is still 1/√d
+        "scale_by_latent": (
+            Probe("absorb=True at d = d_c (same scale either way), then at d = 12, d_c = 4",
+                  _both((_SQUARE, True), (_WIDE, True)),
+                  _holds(lambda g, w: close(g[0], w[0]) and _wrong(g[1], w[1]))),
+            Probe("absorb=True at d = 4, d_c = 9: attention scaled by 1/√d_c",
+                  _call(_NARROW, True),
+                  all_of(equals(_attend(*_NARROW, 1 / np.sqrt(9))),
+                         _holds(lambda g, w: not close(g, w))), axes=("query", "feature")),
+        ),
+        # source: deepseek-2024-mla §2.1.2 (absorption exists so that K is never built);
+        # Avarok-Cybersecurity/atlas#1078 (review: an MLA decode that moved the whole
+        # cache per token, O(T) work where one row was needed)
+        "absorb_builds_k": (
+            Probe("absorb=True at N = 8192, d = 256, d_c = 32: peak memory, and a right answer",
+                  _peak_and_value(8192, 256), _keys_built(8192, 256)),
+            Probe("absorb=True at N = 4096, d = 512, d_c = 32: peak memory, and a right answer",
+                  _peak_and_value(4096, 512), _keys_built(4096, 512)),
+        ),
+        # source: vaswani-2017 §3.2.1; invisible at d = 1, so the probes compare d = 1 and d > 1
+        "forgot_scale": (
+            Probe("absorb=False at d = 1, then at d = 12", _both((_D1, False), (_WIDE, False)),
+                  _holds(lambda g, w: close(g[0], w[0]) and _wrong(g[1], w[1]))),
+            Probe("absorb=False at d = 12: attention at scale 1", _call(_WIDE, False),
+                  all_of(equals(_attend(*_WIDE, 1.0)), _holds(lambda g, w: not close(g, w))),
+                  axes=("query", "feature")),
+        ),
+        "absorbed_skips_w_uv": (
+            Probe("absorb=True at d = 12, d_c = 4, d_v = 5: the latent output",
+                  _call(_WIDE, True), equals(_attend(*_WIDE, 1 / np.sqrt(12), latent_out=True))),
+            Probe("absorb=False, then absorb=True (d = 4, d_c = 9, d_v = 3)",
+                  _both((_NARROW, False), (_NARROW, True)),
+                  _holds(lambda g, w: close(g[0], w[0]) and not isinstance(g[1], Raised)
+                         and np.shape(g[1]) == (2, 9))),
+        ),
+    },
+    raises={"absorb_wrong_transpose": (("ValueError", r"mismatch|align|shape"),)},
+    shapes={"absorbed_skips_w_uv": (_last_axis_is_latent,)},
+    diagnostics=(Probe("absorb=True at d = 12, d_c = 4", _call(_WIDE, True),
+                       axes=("query", "feature")),),
+    variants=(Fake("einsum_chain", {"mla_attention": _absorbed_einsum}),),
+)
