@@ -214,3 +214,137 @@ ONLINE_SOFTMAX = Kata(
         "subtract m_safe instead of m_new (exp(-inf − 0) = 0, never NaN).",
     ),
 )
+
+
+# ---------------------------------------------------------------------------
+# Diagnosis by behaviour (docs/DIAGNOSIS.md): rows whose maximum sits in the first block
+# (nothing to rescale), rises block by block, or is the same in every block (each block's
+# own max is the running one), all -inf rows, and how much of x one operation reads.
+# ---------------------------------------------------------------------------
+
+from typing import Any  # noqa: E402
+
+from attnkata import Fake  # noqa: E402
+from attnkata.diagnose import Probe, attach, attempt, check as _holds, close, measure  # noqa: E402
+
+_FALL = np.array([[6.0, 1.0, 2.0, 0.0, 3.0, 1.0, 2.0, 0.0, 1.0, 0.5],
+                  [4.0, 3.5, 0.0, 1.0, 2.0, 2.0, 1.0, 3.0, 0.0, 1.0]])   # max in block 0
+_RISE = np.array([[0.0, 1.0, 0.0, 1.0, 2.0, 3.0, 2.0, 3.0, 4.0, 5.0],
+                  [0.0, 0.5, 1.0, 0.0, 1.5, 2.0, 2.5, 0.0, 3.0, 2.0]])   # every block higher
+_FLAT = np.array([[5.0, 1.0, 0.0, 2.0, 5.0, 2.0, 0.0, 1.0, 5.0, 3.0]])   # max 5 in each block
+_TWO = np.array([[0.0, 0.0, 3.0, 3.0]])                                  # block 2: max +3
+_EMPTY = np.array([[-np.inf] * 6, [1.0, 2.0, 0.0, 3.0, 1.0, 0.0]])
+_LATE = np.array([[-np.inf, -np.inf, 1.0, 2.0, 0.0, 1.0]])               # block 0 all -inf
+
+
+def _run(x: np.ndarray, block: int) -> Any:
+    return lambda ns: as_arrays(ns.online_softmax(x.copy(), block))
+
+
+def _pair(first: tuple, second: tuple) -> Any:
+    return lambda ns: tuple(attempt(lambda a=a: _run(*a)(ns)) for a in (first, second))
+
+
+def _stats_right(g: Any, w: Any) -> bool:
+    return close(g[0], w[0]) and close(g[1], w[1])
+
+
+def _l_is(value: float) -> Any:
+    """m right, l equal to ``value`` (a wrong sum computed here for this input)."""
+    return _holds(lambda g, w: close(g[0], w[0]) and close(g[1], np.array([value]))
+                  and not close(g[1], w[1]))
+
+
+def _per_block_sums(x: np.ndarray, block: int) -> np.ndarray:
+    """Σ over blocks of Σ exp(x − that block's own max): sums never brought together."""
+    out = np.zeros(x.shape[:-1])
+    for s in range(0, x.shape[-1], block):
+        b = x[..., s:s + block]
+        out += np.exp(b - b.max(axis=-1, keepdims=True)).sum(axis=-1)
+    return out
+
+
+def _reads(n: int, block: int) -> Any:
+    """Output and widest read of x, watched in the learner's worker."""
+    x = np.random.default_rng(n).standard_normal(n) * 3
+    return lambda ns: measure(ns, "attnkata_plugins.core.level4.probe", "watched_call",
+                              "online_softmax", (x, block), {}, {0: "x"}, False)
+
+
+def _whole_row_read(block: int) -> Any:
+    return _holds(lambda g, w: _stats_right(as_arrays(g[0]), as_arrays(w[0]))
+                  and g[1]["widest_read"] > block)
+
+
+def _two_pass_blocks(x, block):
+    """Correct, written differently: the running max first, then one l update per block
+    through np.logaddexp in log space."""
+    m = np.full(x.shape[:-1], -np.inf, dtype=x.dtype)
+    log_l = np.full(x.shape[:-1], -np.inf, dtype=x.dtype)
+    for s in range(0, x.shape[-1], block):
+        b = x[..., s:s + block]
+        m = np.maximum(m, b.max(axis=-1))
+        bm = b.max(axis=-1)
+        with np.errstate(invalid="ignore"):
+            part = bm + np.log(np.exp(b - np.where(np.isfinite(bm), bm, 0)[..., None]).sum(axis=-1))
+        log_l = np.logaddexp(log_l, np.where(np.isfinite(bm), part, -np.inf))
+    with np.errstate(invalid="ignore"):
+        l = np.exp(log_l - np.where(np.isfinite(m), m, 0))
+    return m, np.where(np.isfinite(m), l, 0).astype(x.dtype)
+
+
+ONLINE_SOFTMAX = attach(
+    ONLINE_SOFTMAX,
+    probes={
+        # source: milakov-2018 (the rescale is the whole trick); PaddleJitLab/CUDATutorial#69
+        # (a learner's online-softmax update that skipped it yet looked right)
+        "no_rescale": (
+            Probe("block 4: rows whose max is in the first block, then rows where every "
+                  "block raises it", _pair((_FALL, 4), (_RISE, 4)),
+                  _holds(lambda g, w: _stats_right(g[0], w[0]) and close(g[1][0], w[1][0])
+                         and not close(g[1][1], w[1][1]))),
+            Probe("[0, 0 | 3, 3], block 2: the first block's sum kept against max 0",
+                  _run(_TWO, 2), _l_is(4.0)),
+        ),
+        # source: deepseek-ai/FlashMLA#177 (the rescale factor written exp(m_new − m_old))
+        "inverted_rescale": (
+            Probe("[0, 0 | 3, 3], block 2: the first block's sum multiplied by e^3, not e^-3",
+                  _run(_TWO, 2), _l_is(2 * np.exp(3.0) + 2)),
+            Probe("block 4: rows whose max is in the first block, then rows where every "
+                  "block raises it (l too large)", _pair((_FALL, 4), (_RISE, 4)),
+                  _holds(lambda g, w: _stats_right(g[0], w[0]) and close(g[1][0], w[1][0])
+                         and bool((g[1][1] > w[1][1] * np.exp(1.0)).all()))),
+        ),
+        # source: milakov-2018 §3 (partial sums against different maxima must be brought
+        # to one max before adding); rabe-2021 (the same merge for memory-efficient attention)
+        "block_max_only": (
+            Probe("block 4: a row whose every block has the same max (5), then rows whose max "
+                  "is in the first block", _pair((_FLAT, 4), (_FALL, 4)),
+                  _holds(lambda g, w: _stats_right(g[0], w[0]) and close(g[1][0], w[1][0])
+                         and not close(g[1][1], w[1][1]))),
+            Probe("block 4, max in the first block: l is the sum of each block's own "
+                  "Σ exp(x − block max)", _run(_FALL, 4),
+                  _holds(lambda g, w: close(g[0], w[0]) and close(g[1], _per_block_sums(_FALL, 4))
+                         and not close(g[1], w[1]))),
+        ),
+        # source: vllm-project/vllm#39148 and flashinfer-ai/flashinfer#4051 (-inf − -inf =
+        # NaN when every score so far is masked)
+        "nan_on_empty_rows": (
+            Probe("block 2: row 0 all -inf, row 1 finite", _run(_EMPTY, 2),
+                  _holds(lambda g, w: bool(np.isnan(g[1][0]) or np.isnan(g[0][0]))
+                         and close(g[0][1], w[0][1]) and close(g[1][1], w[1][1]))),
+            Probe("block 2: a row whose first block is all -inf", _run(_LATE, 2),
+                  _holds(lambda g, w: bool(np.isnan(g[1]).any() or np.isnan(g[0]).any()))),
+        ),
+        # source: dao-2022 §3.1 (the row arrives one key tile at a time); the values are
+        # right, so only the reads tell
+        "read_whole_row": (
+            Probe("x of 53 values, block 8: right values, but reads of more than 8 at once",
+                  _reads(53, 8), _whole_row_read(8)),
+            Probe("x of 40 values, block 5: right values, but reads of more than 5 at once",
+                  _reads(40, 5), _whole_row_read(5)),
+        ),
+    },
+    diagnostics=(Probe("block 4: rows whose every block raises the max", _run(_RISE, 4)),),
+    variants=(Fake("log_space_blocks", {"online_softmax": _two_pass_blocks}),),
+)
