@@ -332,3 +332,222 @@ PAGED_KV_CACHE = Kata(
     ),
     requires=("torch",),
 )
+
+
+# ---------------------------------------------------------------------------
+# Diagnosis by behaviour (issue 14): short stories read through the public API only
+# (block_table, seq_len, the pages), so any bookkeeping a learner chose is judged by
+# what it does: shares or copies at a fork, copies before a write into a shared block,
+# returns blocks on free, keeps none after a failed append.
+# ---------------------------------------------------------------------------
+
+from attnkata.diagnose import Probe, attach, check as _holds  # noqa: E402
+
+
+def _tag_of(cache, sid, pos):
+    """The tag of the token at ``pos`` of ``sid`` (token_kv encodes it in the keys)."""
+    k, _ = _gather(cache, sid)
+    return int(k[pos, 0, 0].item()) // 6
+
+
+def _fork_tables(ns):
+    c = ns.PagedKVCache(8, 4, 2, 3)
+    s = c.add_sequence()
+    _put(c, s, 0, 5)
+    f = c.fork(s)
+    ts, tf = c.block_table(s), c.block_table(f)
+    return {"blocks shared": len(set(ts) & set(tf)), "f's blocks": len(tf),
+            "f's tokens": [_tag_of(c, f, p) for p in range(c.seq_len(f))]}
+
+
+def _fork_full_pool(ns):
+    c = ns.PagedKVCache(2, 2, 2, 3)
+    s = c.add_sequence()
+    _put(c, s, 0, 4)
+    done = outcome(lambda: c.fork(s))
+    return "no error" if not isinstance(done, str) else done
+
+
+def _writes_cross(child_first, bs, n, free_after=False):
+    """s has n tokens, f = fork(s); f and s each append one (in the order given).
+    Returns (does one sequence read the other's new token, then free both and fill the
+    pool with a new sequence: its outcome)."""
+    def run(ns):
+        c = ns.PagedKVCache(4, bs, 2, 3)
+        s = c.add_sequence()
+        _put(c, s, 0, n)
+        f = c.fork(s)
+        first, second = (f, s) if child_first else (s, f)
+        _put(c, first, 100, 1)
+        _put(c, second, 200, 1)
+        crossed = _tag_of(c, first, n) != 100
+        if not free_after:
+            return crossed
+        c.free_sequence(s)
+        c.free_sequence(f)
+        t = c.add_sequence()
+        filled = outcome(lambda: _put(c, t, 300, 4 * bs))
+        return crossed, "no error" if not isinstance(filled, str) else filled
+    return run
+
+
+def _parent_freed(ns):
+    """2 blocks of 2: s fills both, f = fork(s), free s, a new t appends 2 tokens."""
+    c = ns.PagedKVCache(2, 2, 2, 3)
+    s = c.add_sequence()
+    _put(c, s, 0, 4)
+    f = c.fork(s)
+    c.free_sequence(s)
+    t = c.add_sequence()
+    done = outcome(lambda: _put(c, t, 10, 2))
+    return ("no error" if not isinstance(done, str) else done,
+            [_tag_of(c, f, p) for p in range(c.seq_len(f))])
+
+
+def _child_freed(ns):
+    """bs 4, 3 blocks: s has 5 tokens, f = fork(s), free f, a new t appends 12 tokens
+    (three blocks: more than are free while s holds two)."""
+    c = ns.PagedKVCache(3, 4, 2, 3)
+    s = c.add_sequence()
+    _put(c, s, 0, 5)
+    f = c.fork(s)
+    c.free_sequence(f)
+    t = c.add_sequence()
+    outcome(lambda: _put(c, t, 50, 12))
+    return [_tag_of(c, s, p) for p in range(c.seq_len(s))]
+
+
+def _refill_after_free(ns):
+    """2 blocks of 2: fill with s, free s, then a new t appends 4 tokens."""
+    c = ns.PagedKVCache(2, 2, 2, 3)
+    s = c.add_sequence()
+    _put(c, s, 0, 4)
+    c.free_sequence(s)
+    t = c.add_sequence()
+    done = outcome(lambda: _put(c, t, 10, 4))
+    return "no error" if not isinstance(done, str) else done
+
+
+def _refill_after_fork_free(ns):
+    """4 blocks of 2: s has 3 tokens, f = fork(s), free s and f, a new t appends 8."""
+    c = ns.PagedKVCache(4, 2, 2, 3)
+    s = c.add_sequence()
+    _put(c, s, 0, 3)
+    f = c.fork(s)
+    c.free_sequence(s)
+    c.free_sequence(f)
+    t = c.add_sequence()
+    done = outcome(lambda: _put(c, t, 10, 8))
+    return "no error" if not isinstance(done, str) else done
+
+
+def _failed_append(blocks, bs, first, more, new_seq):
+    """A pool of ``blocks`` of ``bs``; s appends ``first`` tokens; then ``more`` tokens go to
+    a new sequence (``new_seq``) or to s, which does not fit. Returns (outcome, blocks the
+    target sequence holds, blocks its length needs)."""
+    def run(ns):
+        c = ns.PagedKVCache(blocks, bs, 2, 3)
+        s = c.add_sequence()
+        _put(c, s, 0, first)
+        target = c.add_sequence() if new_seq else s
+        done = outcome(lambda: _put(c, target, 40, more))
+        return ("no error" if not isinstance(done, str) else done,
+                len(c.block_table(target)), cdiv(c.seq_len(target), bs))
+    return run
+
+
+def _kept_blocks(g, w):
+    return g[0] != "no error" and w[0] != "no error" and g[1] > g[2]
+
+
+def _three_sequences(ns):
+    """Diagnostics: the token tags of s, f = fork(s) and g = fork(f), by position."""
+    import numpy as np
+
+    c = ns.PagedKVCache(8, 4, 2, 3)
+    s = c.add_sequence()
+    _put(c, s, 0, 5)
+    f = c.fork(s)
+    _put(c, f, 10, 2)
+    _put(c, s, 20, 1)
+    g = c.fork(f)
+    _put(c, g, 30, 3)
+    _put(c, f, 40, 1)
+    out = np.full((3, 10), -1.0)
+    for i, sid in enumerate((s, f, g)):
+        for p in range(c.seq_len(sid)):
+            out[i, p] = _tag_of(c, sid, p)
+    return out
+
+
+PAGED_KV_CACHE = attach(PAGED_KV_CACHE, probes={
+    # source: vllm-project/vllm#3347 (fork only increfs the parent's blocks; beam search
+    # copying the prompt for every beam is what paging avoids)
+    "copying_fork": (
+        Probe("block size 4: s has 5 tokens, f = fork(s): blocks shared", _fork_tables,
+              _holds(lambda g, w: g["blocks shared"] == 0 and g["f's blocks"] > 0
+                     and g["f's tokens"] == w["f's tokens"])),
+        Probe("2 blocks of 2, both used by s: fork(s)", _fork_full_pool,
+              _holds(lambda g, w: g != "no error" and w == "no error")),
+    ),
+    # source: lm-sys/FastChat and vLLM's copy-on-write notes: a beam that writes into a
+    # shared, partly filled block changes its siblings' tokens (vllm-project/vllm#3347)
+    "no_copy_on_write": (
+        Probe("block size 4: s has 5 tokens, f = fork(s); f appends, then s: does f read "
+              "s's token?", _writes_cross(True, 4, 5), _holds(lambda g, w: g is True and not w)),
+        Probe("block size 2: s has 3 tokens, f = fork(s); s appends, then f; then both are "
+              "freed and a new sequence fills the pool", _writes_cross(False, 2, 3, True),
+              _holds(lambda g, w: g[0] is True and g[1] == "no error" and w == (False, "no error"))),
+    ),
+    # source: vllm-project/vllm#3347 (a shared block's refcount must count every owner,
+    # or freeing one sequence returns blocks another still reads)
+    "fork_without_incref": (
+        Probe("2 blocks of 2: s fills both, f = fork(s), free s, a new sequence appends 2",
+              _parent_freed, _holds(lambda g, w: g[0] == "no error" and w[0] != "no error"
+                                    and g[1] != w[1])),
+        Probe("3 blocks of 4: s has 5 tokens, f = fork(s), free f, a new sequence appends "
+              "12: s's tokens", _child_freed,
+              _holds(lambda g, w: isinstance(g, list) and len(g) == len(w) and g != w)),
+    ),
+    # source: kekzl/imp#1115 and jjang-ai/vmlx#68 (a finished request whose blocks never
+    # reach the free list: allocation fails after enough requests)
+    "leaky_free": (
+        Probe("2 blocks of 2: fill with s, free s, a new sequence appends 4", _refill_after_free,
+              _holds(lambda g, w: g != "no error" and w == "no error")),
+        Probe("4 blocks of 2: s has 3 tokens, f = fork(s), free both, a new sequence appends 8",
+              _refill_after_fork_free, _holds(lambda g, w: g != "no error" and w == "no error")),
+    ),
+    # source: inference-sim/inference-sim#200 (blocks taken before the pool ran dry are
+    # kept: no transactional rollback) and vllm-project/vllm#17834 (can_allocate and
+    # allocate disagreeing)
+    "partial_allocation": (
+        Probe("4 blocks of 2: s has 5 tokens; a new sequence appends 3 (2 blocks, 1 free)",
+              _failed_append(4, 2, 5, 3, True), _holds(_kept_blocks)),
+        Probe("3 blocks of 2: s has 2 tokens, then appends 6 more (3 blocks, 2 free)",
+              _failed_append(3, 2, 2, 6, False), _holds(_kept_blocks)),
+    ),
+}, diagnostics=(
+    Probe("block size 4: s (5 tokens), f = fork(s) +2, s +1, g = fork(f) +3, f +1 — the "
+          "token at each position of each sequence", _three_sequences,
+          axes=("sequence (s, f, g)", "position")),
+))
+
+
+class _CopyWholeBlock:
+    """Correct, other way: copy-on-write copies the whole shared block (rows past the
+    sequence's end are never read), and blocks are taken one append at a time."""
+
+    def append(self, seq_id, k, v):
+        table, n, bs = self._tables[seq_id], self._lens[seq_id], self.block_size
+        if n % bs and k.shape[0] and self.allocator.refcount(table[-1]) > 1:
+            if cdiv(n + k.shape[0], bs) - len(table) + 1 > self.allocator.num_free:
+                raise RuntimeError("out of KV blocks")
+            new = self.allocator.allocate()
+            self.k_pages[new] = self.k_pages[table[-1]].clone()
+            self.v_pages[new] = self.v_pages[table[-1]].clone()
+            self.allocator.free(table[-1])
+            table[-1] = new
+        super().append(seq_id, k, v)
+
+
+PAGED_KV_CACHE = attach(PAGED_KV_CACHE, variants=(Fake("cow_copies_whole_block", _impl(_CopyWholeBlock)),))
