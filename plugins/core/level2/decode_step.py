@@ -195,3 +195,180 @@ DECODE_STEP = Kata(
         "return (p @ cache.values) in q_t's dtype.",
     ),
 )
+
+
+# == diagnosis by behaviour, levels 0-2 (issue 14) ==
+# Probes (docs/DIAGNOSIS.md): small caches where each mistake shows its own pattern —
+# one cached token, one head, d = 1, scores in the ±1000s, values = identity (the output
+# is then the weights themselves) — and is right where its mistake cannot show.
+# Where learners go wrong — a source note per misconception:
+# - only_new_token: a decode step that attends to its own k, v only (the cache unread).
+# - forgot_scale: Graylab/DL4Proteins-notebooks#12 (the scale taken from the wrong
+#   width, or left out).
+# - excludes_current: RobertCsordas/moeut#6 and fla-org/flash-linear-attention#766 (the
+#   cache read before, or counted after, the current token's k, v are appended).
+# - no_max_subtraction: intel/xFasterTransformer#326 (exp without the max: NaN).
+# - softmax_over_heads: jadore801120/attention-is-all-you-need-pytorch#52 (softmax
+#   over the wrong dim).
+# - k_dot_T_batched, first_key_only: notes at their implementations below.
+
+import re  # noqa: E402
+
+from attnkata import Fake  # noqa: E402
+from attnkata.diagnose import (Probe, Raised, attach, attempt, check as holds, close,  # noqa: E402
+                               nan_in, raises)
+
+
+def _keys_dot_T(q_t, cache):
+    # source: deepset-ai/haystack#9393 and HomericIntelligence/Odyssey#5648 (`.T` on a
+    # [H, T, d] array reverses every axis: [d, T, H]; it raises unless H, T, d line up)
+    s = (q_t @ cache.keys.T) / np.asarray(np.sqrt(q_t.shape[-1]), dtype=q_t.dtype)
+    return (_softmax_rows(s) @ cache.values).astype(q_t.dtype)
+
+
+def _first_key_only(q_t, cache):
+    # source: Dao-AILab/flash-attention#517 and #402 (a causal mask aligned to the top
+    # left: with one query and T keys the query sees key 0 only)
+    t = cache.keys.shape[1]
+    s = (q_t @ np.swapaxes(cache.keys, -1, -2)) / np.asarray(np.sqrt(q_t.shape[-1]), dtype=q_t.dtype)
+    s = np.where(np.tril(np.ones((1, t), dtype=bool)), s, -np.inf)
+    return (_softmax_rows(s) @ cache.values).astype(q_t.dtype)
+
+
+_RD = np.random.default_rng(1406)
+
+
+def _cache(h, t, d, scale=1.0, eye=False):
+    k = _RD.standard_normal((h, t, d)) * scale
+    v = np.broadcast_to(np.eye(t), (h, t, t)).copy() if eye else _RD.standard_normal((h, t, d))
+    return ArrayCache(k, v)
+
+
+_Q253, _C253 = _RD.standard_normal((2, 1, 4)), _cache(2, 5, 4)
+_Q3, _C3 = _RD.standard_normal((3, 1, 6)), _cache(3, 4, 6)
+_Q1d, _C1d = _RD.standard_normal((2, 1, 1)), _cache(2, 5, 1)
+_Q8, _C8 = _RD.standard_normal((2, 1, 8)), _cache(2, 5, 8)
+_QI, _CI = _RD.standard_normal((3, 1, 4)), _cache(3, 5, 4, eye=True)          # values = I
+_QI2, _CI2 = _RD.standard_normal((2, 1, 4)), _cache(2, 4, 4, eye=True)
+_QBIG, _CBIG = _RD.standard_normal((2, 1, 4)) * 30, _cache(2, 5, 4, scale=30.0)
+_Q1, _C1 = _RD.standard_normal((2, 1, 3)), _cache(2, 1, 3)                    # one token
+_QOK, _COK = _RD.standard_normal((1, 1, 1)), _cache(1, 1, 1)                   # H = T = d = 1
+_SHAPEY = "mismatch|shape|size|align|broadcast|operand|dimension"
+
+
+def _attn(q_t, k, v):
+    s = q_t @ np.swapaxes(k, -1, -2) / np.sqrt(q_t.shape[-1])
+    e = np.exp(s - s.max(axis=-1, keepdims=True))
+    return (e / e.sum(axis=-1, keepdims=True)) @ v
+
+
+def _one_step(q, c, what, pred, **kw):
+    return Probe.of(what, "decode_step", q, c, holds=pred, axes=("head", "query", "feature"), **kw)
+
+
+def _pair(a, b, what, pred):
+    """One probe, two steps: ``pred(got_a, got_b, want_a, want_b)``."""
+    return Probe(what, lambda ns: (attempt(lambda: ns.decode_step(a[0].copy(), a[1])),
+                                   attempt(lambda: ns.decode_step(b[0].copy(), b[1]))),
+                 holds(lambda g, w: pred(g[0], g[1], w[0], w[1])))
+
+
+def _over_nothing(g, w):
+    """Zeros or NaN (a softmax over no keys), or a reduction over an empty axis raised."""
+    if isinstance(g, Raised):
+        return bool(re.search("zero-size|empty|identity", g.message))
+    g = np.asarray(g, float)
+    return g.shape == np.shape(w) and bool(np.isnan(g).all() or (g == 0).all())
+
+
+_weights_over_heads = holds(lambda g, w: np.allclose(np.sum(g, axis=0), 1)
+                            and not np.allclose(np.sum(g, axis=-1), 1))
+
+
+def _bad(g, w):
+    return isinstance(g, Raised) or not close(g, w)
+
+
+DECODE_STEP = attach(
+    DECODE_STEP,
+    add=(
+        Misconception("k_dot_T_batched", "cache.keys.T on [H, T, d] keys (reverses every axis)",
+                      {"decode_step": _keys_dot_T},
+                      "For [H, T, d] keys, .T is [d, T, H]. Swap only the last two axes: "
+                      "np.swapaxes(cache.keys, -1, -2)."),
+        Misconception("first_key_only", "applied a causal mask aligned to the start: the new "
+                      "query sees only key 0", {"decode_step": _first_key_only},
+                      "The new query is the LAST position: under causality it sees every cached "
+                      "key. A decode step needs no mask (or one aligned to the end)."),
+    ),
+    probes={
+        "only_new_token": (
+            _one_step(_Q253, _C253, "2 heads, 5 cached tokens", holds(
+                lambda g, w: close(g, _C253.values[:, -1:]))),
+            _one_step(_Q3, _C3, "3 heads, 4 cached tokens", holds(
+                lambda g, w: close(g, _C3.values[:, -1:]))),
+        ),
+        "forgot_scale": (
+            _pair((_Q1d, _C1d), (_Q8, _C8), "d = 1, then d = 8",
+                  lambda ga, gb, wa, wb: close(ga, wa) and _bad(gb, wb)),
+            _one_step(_Q8 / np.sqrt(8), _C8, "the query divided by √d beforehand",
+                  holds(lambda g, w: close(g, _attn(_Q8, _C8.keys, _C8.values)))),
+        ),
+        "excludes_current": (
+            _one_step(_Q253, _C253, "5 cached tokens", holds(
+                lambda g, w: close(g, _attn(_Q253, _C253.keys[:, :-1], _C253.values[:, :-1])))),
+            _one_step(_Q1, _C1, "one cached token (the current one): attends over nothing",
+                      holds(_over_nothing)),
+        ),
+        "no_max_subtraction": (
+            _one_step(_QBIG, _CBIG, "scores in the ±1000s, float64", nan_in()),
+            _one_step(*(a.astype(np.float32) if isinstance(a, np.ndarray) else ArrayCache(
+                a.keys.astype(np.float32), a.values.astype(np.float32)) for a in (_QBIG / 3, _CBIG)),
+                "scores in the ±100s, float32", nan_in()),
+        ),
+        "softmax_over_heads": (
+            _one_step(_QI2, _CI2, "2 heads, values = identity (the output is the weights)",
+                      _weights_over_heads),
+            _one_step(_QI, _CI, "3 heads, values = identity (the output is the weights)",
+                      _weights_over_heads),
+        ),
+        "k_dot_T_batched": (
+            _one_step(_Q253, _C253, "2 heads, 5 cached tokens, d = 4", raises("", _SHAPEY)),
+            _pair((_QOK, _COK), (_Q3, _C3), "H = T = d = 1, then 3 heads, 4 tokens, d = 6",
+                  lambda ga, gb, wa, wb: close(ga, wa) and isinstance(gb, Raised)),
+        ),
+        "first_key_only": (
+            _one_step(_Q253, _C253, "2 heads, 5 cached tokens", holds(
+                lambda g, w: close(g, _C253.values[:, :1]))),
+            _one_step(_Q3, _C3, "3 heads, 4 cached tokens", holds(
+                lambda g, w: close(g, _C3.values[:, :1]))),
+        ),
+    },
+    raises={"k_dot_T_batched": (("", _SHAPEY),)},
+    diagnostics=(
+        Probe.of("3 heads, 5 cached tokens, values = identity (the output is the weights)",
+                 "decode_step", _QI, _CI, axes=("head", "query", "key")),
+    ),
+    variants=(
+        Fake("einsum_step", {"decode_step": lambda q_t, cache: _einsum_step(q_t, cache)}),
+        Fake("logsumexp_step", {"decode_step": lambda q_t, cache: _lse_step(q_t, cache)}),
+    ),
+)
+
+
+def _einsum_step(q_t, cache):
+    """A correct variant: einsum for both products, the query scaled first."""
+    q = q_t * (1.0 / np.sqrt(q_t.shape[-1])).astype(q_t.dtype)
+    s = np.einsum("hqd,htd->hqt", q, cache.keys)
+    e = np.exp(s - s.max(axis=-1, keepdims=True))
+    return np.einsum("hqt,htd->hqd", e / e.sum(axis=-1, keepdims=True), cache.values).astype(q_t.dtype)
+
+
+def _lse_step(q_t, cache):
+    """A correct variant: weights as exp(s − logsumexp(s)), computed in float64."""
+    s = (q_t.astype(np.float64) @ np.swapaxes(cache.keys, -1, -2).astype(np.float64)
+         / np.sqrt(q_t.shape[-1]))
+    m = s.max(axis=-1, keepdims=True)
+    lse = m + np.log(np.exp(s - m).sum(axis=-1, keepdims=True))
+    return (np.exp(s - lse) @ cache.values.astype(np.float64)).astype(q_t.dtype)
+# == end of diagnosis by behaviour, levels 0-2 ==

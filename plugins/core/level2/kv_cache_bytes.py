@@ -115,3 +115,91 @@ KV_CACHE_BYTES = Kata(
     ),
     generic_fakes=("zeros", "echo", "constant", "random"),  # integer inputs: nothing to mutate
 )
+
+
+# == diagnosis by behaviour, levels 0-2 (issue 14) ==
+# Probes (docs/DIAGNOSIS.md): each mistake is off by its own factor (2, 8, B, layers,
+# bytes per element, 10⁹, 2³⁰), so two settings whose factors all differ tell them apart.
+# Where learners go wrong — a source note per misconception:
+# - forgot_k_and_v: rohitg00/ai-engineering-from-scratch#57 (review: the per-token
+#   figures drop factors of the formula; K and V are two tensors).
+# - bits_not_bytes: bytes_per_elem read as a bit width.
+# - returned_gb / returned_gib: jranaraki/vllm-fit#14 (a KV estimate returned in GB,
+#   with 1024³ in the divisor) and this kata's lab (68.7 GB = 64 GiB).
+# - forgot_batch: every sequence of the batch has its own cache.
+# - counted_elements: KolosalAI/model-memory-calculator#2 (the estimate ignores the
+#   widths that set the byte count).
+# - forgot_layers: note at its implementation below.
+
+import math  # noqa: E402
+
+from attnkata import Fake  # noqa: E402
+from attnkata.diagnose import Probe, attach, check as holds  # noqa: E402
+
+
+def _no_layers(batch, layers, tokens, kv_heads, head_dim, bytes_per_elem=2):
+    # source: rohitg00/ai-engineering-from-scratch#57 (a per-layer figure reported as the
+    # model's: "512 bytes is per head, not per layer", and the layer count left out)
+    return batch * tokens * kv_heads * head_dim * 2 * bytes_per_elem
+
+
+def _in_gib(batch, layers, tokens, kv_heads, head_dim, bytes_per_elem=2):
+    # source: jranaraki/vllm-fit#14 (the estimate divides by 1024³: GiB, not bytes)
+    return batch * layers * tokens * kv_heads * head_dim * 2 * bytes_per_elem / 2**30
+
+
+_SET_A = (3, 7, 1000, 5, 64, 4)       # batch 3, 7 layers, fp32
+_SET_B = (5, 11, 777, 2, 128, 4)      # batch 5, 11 layers, fp32
+_SET_1 = (2, 3, 50, 4, 16, 1)         # one byte per element
+
+
+def _times(factor):
+    """The answer is the learner's number times ``factor`` (an exact integer relation)."""
+    return holds(lambda g, w: not isinstance(g, bool) and g != w and g * factor == w)
+
+
+def _by(setting, pred, what):
+    return Probe.of(f"{what}: kv_cache_bytes{setting}", "kv_cache_bytes", *setting, holds=pred)
+
+
+def _close_float(div):
+    return holds(lambda g, w: isinstance(g, float) and abs(g - w / div) <= 1e-9 * w / div)
+
+
+KV_CACHE_BYTES = attach(
+    KV_CACHE_BYTES,
+    add=(
+        Misconception("forgot_layers", "left out the layers: one layer's cache",
+                      {"kv_cache_bytes": _no_layers},
+                      "Every layer keeps its own K and V for every token: multiply by N_layers."),
+        Misconception("returned_gib", "returned gibibytes (÷ 2³⁰) instead of bytes",
+                      {"kv_cache_bytes": _in_gib},
+                      "Return the exact byte count as an int; 1 GiB = 2³⁰ bytes is a unit for "
+                      "printing, and it is not 1 GB = 10⁹ bytes either."),
+    ),
+    probes={
+        "forgot_k_and_v": (_by(_SET_A, _times(2), "fp32"), _by(_SET_B, _times(2), "fp32")),
+        "bits_not_bytes": (
+            _by(_SET_A, holds(lambda g, w: g == 8 * w), "fp32"),
+            _by(_SET_1, holds(lambda g, w: g == 8 * w), "1 byte per element")),
+        "returned_gb": (_by(_SET_A, _close_float(1e9), "fp32"), _by(_SET_B, _close_float(1e9), "fp32")),
+        "returned_gib": (_by(_SET_A, _close_float(2**30), "fp32"),
+                         _by(_SET_B, _close_float(2**30), "fp32")),
+        "forgot_batch": (_by(_SET_A, _times(3), "batch 3"), _by(_SET_B, _times(5), "batch 5")),
+        "forgot_layers": (_by(_SET_A, _times(7), "7 layers"), _by(_SET_B, _times(11), "11 layers")),
+        "counted_elements": (
+            _by(_SET_A, _times(4), "fp32 (4 bytes)"),
+            Probe("1 byte per element (right), then 4",
+                  lambda ns: (ns.kv_cache_bytes(*_SET_1), ns.kv_cache_bytes(*_SET_B)),
+                  holds(lambda g, w: g[0] == w[0] and g[1] * 4 == w[1]))),
+    },
+    variants=(
+        Fake("math_prod", {"kv_cache_bytes": lambda batch, layers, tokens, kv_heads, head_dim,
+                           bytes_per_elem=2: math.prod((batch, layers, tokens, kv_heads, head_dim, 2,
+                                                        bytes_per_elem))}),
+        Fake("per_token_first", {"kv_cache_bytes": lambda batch, layers, tokens, kv_heads, head_dim,
+                                 bytes_per_elem=2: (2 * layers * kv_heads * head_dim
+                                                    * bytes_per_elem) * tokens * batch}),
+    ),
+)
+# == end of diagnosis by behaviour, levels 0-2 ==

@@ -197,3 +197,161 @@ NEXT_TOKEN_PROBS = Kata(
         "is np.searchsorted(mass, top_p); keep order[:that + 1] and renormalise.",
     ),
 )
+
+
+# == diagnosis by behaviour, levels 0-2 (issue 14) ==
+# Probes (docs/DIAGNOSIS.md): distributions chosen so each mistake keeps a different set
+# of tokens, or returns a different multiple of them — a crossing token, a tie at the
+# k-th logit, a top-k that changes the top-p set, a temperature that changes it — and the
+# predicate states the family's behaviour (which tokens survive, what the mass sums to).
+# Where learners go wrong — a source note per misconception:
+# - temperature_after_softmax: MoonshotAI/Kimi-Audio#161 (temperature applied after the
+#   (log-)softmax instead of to the logits).
+# - top_p_drops_crossing: ggml-org/llama.cpp#1953, Biohub/esm#360, thu-nics/C2C#21
+#   and fishaudio/fish-speech#1171 (`cumsum <= top_p` drops the token that crosses p).
+# - top_k_breaks_ties: torch.topk / argsort keep exactly k, ties broken by position.
+# - top_p_unrenormalised: mmwillet/TTS.cpp#57 (top-p's interaction with top-k).
+# - not_renormalised: the filtered probabilities left summing to less than 1.
+# - no_max_subtraction: ml4a/ml4a#3 (sampling crashes at small temperatures: exp
+#   overflows).
+# - top_p_inverted, filters_before_temperature: notes at their implementations below.
+
+from attnkata import Fake  # noqa: E402
+from attnkata.diagnose import Probe, attach, check as holds, close, nan_in  # noqa: E402
+
+
+def _inverted_p(logits, temperature=1.0, top_k=None, top_p=None):
+    # source: Aleph-Alpha-Research/magma#29 and lucidrains/x-transformers#184 (the mass
+    # compared with 1 − top_p: top_p = 0.95 keeps the top 5%)
+    p = filtered_probs(logits / temperature, top_k, None if top_p is None else 1.0 - top_p)
+    return p.astype(logits.dtype)
+
+
+def _filters_first(logits, temperature=1.0, top_k=None, top_p=None):
+    # source: fishaudio/fish-speech#1150 (top-p ran on the raw logits and temperature was
+    # applied afterwards, so top-p saw the wrong distribution)
+    z = logits.astype(np.float64)
+    keep = keep_top_k(z, top_k)
+    if top_p is not None:
+        keep &= keep_top_p(softmax(np.where(keep, z, -np.inf)), top_p)
+    return softmax(np.where(keep, z / temperature, -np.inf)).astype(logits.dtype)
+
+
+_L532 = np.log(np.array([0.5, 0.3, 0.2]))
+_L4321 = np.log(np.array([0.4, 0.3, 0.2, 0.1]))
+_L4 = np.array([1.0, 3.0, 2.0, -1.0])
+
+
+def _is(value):
+    return holds(lambda g, w: close(g, np.asarray(value, float), (1e-6, 1e-9)))
+
+
+def _call(what, logits, **kw):
+    return lambda holds_: Probe.of(what, "next_token_probs", logits, holds=holds_,
+                                   axes=("token",), **kw)
+
+
+def _kept(value):
+    """The probabilities of the kept tokens, renormalised, as the family keeps them."""
+    v = np.asarray(value, float)
+    return v / v.sum()
+
+
+def _one_of_ties(k, tied):
+    def fn(g, w):
+        g = np.asarray(g, float)
+        kept = np.flatnonzero(g > 0)
+        return len(kept) == k and set(kept) <= set(tied) and np.allclose(g[kept], 1 / k)
+    return holds(fn)
+
+
+def _unnormalised(g, w):
+    g = np.asarray(g, float)
+    total = g.sum()
+    return not np.isclose(total, 1) and total > 0 and close(g / total, w)
+
+
+NEXT_TOKEN_PROBS = attach(
+    NEXT_TOKEN_PROBS,
+    add=(
+        Misconception("top_p_inverted", "compared the running mass with 1 − top_p "
+                      "(top_p = 0.9 kept only the top 10%)", {"next_token_probs": _inverted_p},
+                      "top_p is the mass to KEEP: the smallest set of most likely tokens whose "
+                      "probabilities add up to at least top_p."),
+        Misconception("filters_before_temperature", "chose the top-k / top-p tokens on the raw "
+                      "logits, then applied the temperature", {"next_token_probs": _filters_first},
+                      "Temperature comes first: z = logits / T, then top-k on z, softmax, and "
+                      "top-p on THAT distribution (a cooler T can shrink the nucleus)."),
+    ),
+    probes={
+        "temperature_after_softmax": (
+            _call("logits [1, 3, 2, −1], T = 0.5", _L4, temperature=0.5)(_is(softmax(_L4))),
+            _call("logits [1, 3, 2, −1], T = 3", _L4, temperature=3.0)(_is(softmax(_L4))),
+        ),
+        "top_p_drops_crossing": (
+            _call("p = [0.5, 0.3, 0.2], top_p = 0.6", _L532, top_p=0.6)(_is([1, 0, 0])),
+            _call("p = [0.4, 0.3, 0.2, 0.1], top_p = 0.8", _L4321, top_p=0.8)(
+                _is(_kept([0.4, 0.3, 0, 0]))),
+        ),
+        "top_k_breaks_ties": (
+            _call("logits [2, 5, 5, 1], top_k = 1", np.array([2.0, 5.0, 5.0, 1.0]), top_k=1)(
+                _one_of_ties(1, (1, 2))),
+            _call("logits [1, 3, 3, 3, 0], top_k = 2", np.array([1.0, 3.0, 3.0, 3.0, 0.0]),
+                  top_k=2)(_one_of_ties(2, (1, 2, 3))),
+        ),
+        "top_p_unrenormalised": (
+            _call("p = [0.4, 0.3, 0.2, 0.1], top_k = 2, top_p = 0.5", _L4321, top_k=2, top_p=0.5)(
+                _is(_kept([0.4, 0.3, 0, 0]))),
+            _call("p = [0.4, 0.3, 0.2, 0.1], top_k = 3, top_p = 0.75", _L4321, top_k=3, top_p=0.75)(
+                _is(_kept([0.4, 0.3, 0.2, 0]))),
+        ),
+        "not_renormalised": (
+            _call("p = [0.5, 0.3, 0.2], top_k = 2", _L532, top_k=2)(holds(_unnormalised)),
+            _call("p = [0.4, 0.3, 0.2, 0.1], top_p = 0.65", _L4321, top_p=0.65)(holds(_unnormalised)),
+        ),
+        "no_max_subtraction": (
+            _call("logits [1000, 999, −1000], float64", np.array([1000.0, 999.0, -1000.0]))(nan_in()),
+            _call("float32 logits [100, 50, 0] at T = 0.05", np.array([100.0, 50.0, 0.0], np.float32),
+                  temperature=0.05)(nan_in()),
+        ),
+        "top_p_inverted": (
+            _call("p = [0.5, 0.3, 0.2], top_p = 0.9", _L532, top_p=0.9)(_is([1, 0, 0])),
+            _call("p = [0.4, 0.3, 0.2, 0.1], top_p = 0.35", _L4321, top_p=0.35)(
+                _is(_kept([0.4, 0.3, 0, 0]))),
+        ),
+        "filters_before_temperature": (
+            _call("p = [0.5, 0.3, 0.2], T = 0.25, top_p = 0.7", _L532, temperature=0.25, top_p=0.7)(
+                _is(_kept([0.5 ** 4, 0.3 ** 4, 0]))),
+            _call("p = [0.5, 0.3, 0.2], T = 3, top_p = 0.75", _L532, temperature=3.0, top_p=0.75)(
+                _is(_kept([0.5 ** (1 / 3), 0.3 ** (1 / 3), 0]))),
+        ),
+    },
+    diagnostics=(
+        Probe.of("logits [1, 3, 2, −1, 0.5], T = 0.7, top_k = 4, top_p = 0.9", "next_token_probs",
+                 np.array([1.0, 3.0, 2.0, -1.0, 0.5]), temperature=0.7, top_k=4, top_p=0.9,
+                 axes=("token",)),
+    ),
+    variants=(
+        Fake("mask_then_lse", {"next_token_probs": lambda logits, temperature=1.0, top_k=None,
+                               top_p=None: _probs_lse(logits, temperature, top_k, top_p)}),
+    ),
+)
+
+
+def _probs_lse(logits, temperature=1.0, top_k=None, top_p=None):
+    """A correct variant: top-k by partition, probabilities by logsumexp, top-p by a
+    sorted cumulative sum that keeps a token while the mass before it is below p."""
+    z = logits.astype(np.float64) / temperature
+    if top_k is not None and top_k < z.size:
+        z = np.where(z >= np.partition(z, -top_k)[-top_k], z, -np.inf)
+    m = z.max()
+    p = np.exp(z - m - np.log(np.exp(z - m).sum()))
+    if top_p is not None:
+        order = np.argsort(-p, kind="stable")
+        before = np.cumsum(p[order]) - p[order]
+        keep = np.zeros(p.size, bool)
+        keep[order[before < top_p]] = True
+        p = np.where(keep, p, 0)
+        p = p / p.sum()
+    return p.astype(logits.dtype)
+# == end of diagnosis by behaviour, levels 0-2 ==

@@ -190,3 +190,137 @@ SAMPLE_NEXT = Kata(
         "into a Python int.",
     ),
 )
+
+
+# == diagnosis by behaviour, levels 0-2 (issue 14) ==
+# Probes (docs/DIAGNOSIS.md): draws made next to the learner's code from ONE Generator
+# per seed (``draws`` above, run in the worker through ``measure``), judged by what the
+# family does: the token frequencies it follows, the tokens it never draws, the type it
+# returns, whether a seed repeats it, whether anything varies at all.
+# Where learners go wrong — a source note per misconception:
+# - ignores_temperature: OpenNMT/CTranslate2#1620 (the sampling temperature does not
+#   reach the distribution used).
+# - greedy: argmax where a draw was meant (temperature → 0 is its only limit).
+# - ignores_filters: the distribution drawn from is the softmax before top-k / top-p.
+# - numpy_int: np.searchsorted / np.argmax return np.int64, not int.
+# - ignores_rng: global np.random state instead of the Generator passed in.
+# - choice_unnormalised, reseeds_every_call: notes at their implementations below.
+
+from attnkata import Fake  # noqa: E402
+from attnkata.diagnose import Probe, Raised, attach, check as holds, measure, raises  # noqa: E402
+
+
+def _unnormalised_choice(logits, rng, temperature=1.0, top_k=None, top_p=None):
+    # source: genlm/llamppl#12, sherjilozair/char-rnn-tensorflow#1 and Russell91/apollo#5
+    # (rng.choice(p=...) with weights that do not sum to 1: "probabilities do not sum to 1")
+    z = logits.astype(np.float64) / temperature
+    w = np.where(filtered_probs(z, top_k, top_p) > 0, np.exp(z - z.max()), 0.0)
+    return int(rng.choice(logits.size, p=w))
+
+
+def _reseeded(logits, rng, temperature=1.0, top_k=None, top_p=None):
+    # source: seeding inside the sampling function ("for reproducibility"): every call
+    # starts the same stream, so every draw is the same token
+    fresh = np.random.default_rng(0)
+    return int(fresh.choice(logits.size, p=filtered_probs(logits.astype(np.float64) / temperature,
+                                                          top_k, top_p)))
+
+
+def _sampled(seeds, n, kw):
+    return lambda ns: measure(ns, __name__, "draws", seeds, n, kw)
+
+
+def _dist(kw):
+    return filtered_probs(LOGITS / kw.get("temperature", 1.0), kw.get("top_k"), kw.get("top_p"))
+
+
+def _freq_probe(kw, pred, what, n=DRAWS):
+    """``pred(freqs)`` on ``n`` draws with settings ``kw`` from one seeded Generator."""
+    return Probe(f"{n} draws, " + (", ".join(f"{k}={v}" for k, v in kw.items()) or "defaults"),
+                 _sampled((4242,), n, kw),
+                 holds(lambda g, w: not isinstance(g, Raised) and pred(_freqs(g[0]))))
+
+
+def _follows(kw_drawn, kw_like):
+    """Draws at ``kw_drawn`` follow the distribution of ``kw_like`` instead."""
+    want, like = _dist(kw_drawn), _dist(kw_like)
+    return lambda f: _tv(f, like) <= TV_BOUND and _tv(f, want) > 2 * TV_BOUND
+
+
+def _constant(g, w):
+    flat = [t for run in g for t in run]
+    return len(set(flat)) == 1
+
+
+SAMPLE_NEXT = attach(
+    SAMPLE_NEXT,
+    add=(
+        Misconception("choice_unnormalised", "passed unnormalised weights (exp of the logits) "
+                      "to rng.choice, which demands probabilities summing to 1",
+                      {"sample_next": _unnormalised_choice},
+                      "rng.choice(n, p=p) needs p ≥ 0 summing to 1 (within ~1e-8): divide the "
+                      "kept weights by their sum (next_token_probs does), in float64."),
+        Misconception("reseeds_every_call", "created a new seeded Generator inside sample_next, "
+                      "so every call draws the same token", {"sample_next": _reseeded},
+                      "Seed once, outside: the caller passes `rng`, and each call must advance "
+                      "it. np.random.default_rng(0) inside restarts the stream every time."),
+    ),
+    probes={
+        "ignores_temperature": (
+            _freq_probe({"temperature": 0.5}, _follows({"temperature": 0.5}, {}), "T = 0.5"),
+            _freq_probe({"temperature": 3.0}, _follows({"temperature": 3.0}, {}), "T = 3"),
+        ),
+        "greedy": (
+            Probe("200 draws at temperature 2", _sampled((11,), 200, {"temperature": 2.0}),
+                  holds(lambda g, w: set(g[0]) == {int(np.argmax(LOGITS))})),
+            Probe("200 draws at temperature 100, top_k = 5",
+                  _sampled((12,), 200, {"temperature": 100.0, "top_k": 5}),
+                  holds(lambda g, w: set(g[0]) == {int(np.argmax(LOGITS))})),
+        ),
+        "ignores_filters": (
+            _freq_probe({"top_k": 2}, _follows({"top_k": 2}, {}), "top_k = 2"),
+            _freq_probe({"temperature": 2.0, "top_p": 0.5},
+                        _follows({"temperature": 2.0, "top_p": 0.5}, {"temperature": 2.0}), "top_p"),
+        ),
+        "numpy_int": (
+            Probe("20 draws, defaults", _sampled((5,), 20, {}),
+                  holds(lambda g, w: all(isinstance(t, np.integer) for t in g[0]))),
+            Probe("20 draws, top_k = 3", _sampled((6,), 20, {"top_k": 3}),
+                  holds(lambda g, w: all(isinstance(t, np.integer) for t in g[0]))),
+        ),
+        "ignores_rng": (
+            Probe("two runs of 40 draws from Generators seeded alike (T = 2)",
+                  _sampled((77, 77), 40, {"temperature": 2.0}),
+                  holds(lambda g, w: g[0] != g[1] and len(set(g[0])) > 1)),
+            Probe("two runs of 40 draws from Generators seeded alike (top_k = 4)",
+                  _sampled((78, 78), 40, {"top_k": 4, "temperature": 1.5}),
+                  holds(lambda g, w: g[0] != g[1] and len(set(g[0])) > 1)),
+        ),
+        "choice_unnormalised": (
+            Probe("one draw, defaults", _sampled((1,), 1, {}), raises("ValueError", "sum to 1")),
+            Probe("one draw, top_k = 3", _sampled((2,), 1, {"top_k": 3}),
+                  raises("ValueError", "sum to 1")),
+        ),
+        "reseeds_every_call": (
+            Probe("40 draws from each of 3 seeds at temperature 100 (nearly uniform)",
+                  _sampled((21, 22, 23), 40, {"temperature": 100.0}),
+                  holds(lambda g, w: _constant(g, w) and g[0][0] != int(np.argmax(LOGITS)))),
+            Probe("40 draws from each of 2 seeds at temperature 2",
+                  _sampled((31, 32), 40, {"temperature": 2.0}),
+                  holds(lambda g, w: _constant(g, w) and g[0][0] != int(np.argmax(LOGITS)))),
+        ),
+    },
+    raises={"choice_unnormalised": (("ValueError", "sum to 1"),)},
+    variants=(
+        Fake("inverse_cdf", {"sample_next": lambda logits, rng, temperature=1.0, top_k=None,
+                             top_p=None: _inverse_cdf(logits, rng, temperature, top_k, top_p)}),
+    ),
+)
+
+
+def _inverse_cdf(logits, rng, temperature=1.0, top_k=None, top_p=None):
+    """A correct variant: one uniform number against the cumulative distribution."""
+    cdf = np.cumsum(filtered_probs(logits.astype(np.float64) / temperature, top_k, top_p))
+    return int(min(np.searchsorted(cdf, rng.random() * cdf[-1], side="right"), logits.size - 1))
+
+# == end of diagnosis by behaviour, levels 0-2 ==
