@@ -267,6 +267,240 @@ mistake(1, "multi_head_attention", "merge_without_transpose", "stack_then_reshap
 correct(1, "multi_head_attention", "hstack_heads", multi_head_attention=_mha_correct_hstack)
 
 
+# level 1 · attention: the mask read the other way round, two other spellings
+def _att_nan_safe(s, v, dtype):
+    m = s.max(axis=-1, keepdims=True)
+    e = np.exp(s - np.where(np.isfinite(m), m, 0))
+    t = e.sum(axis=-1, keepdims=True)
+    return ((e / np.where(t == 0, 1, t)) @ v).astype(dtype)
+
+
+def _att_fill_where_true(q, k, v, mask=None):
+    s = np.einsum("...qd,...kd->...qk", q, k) / math.sqrt(q.shape[-1])
+    if mask is not None:
+        s = np.where(np.asarray(mask) == 1, -np.inf, s)          # masked_fill(mask, -inf)
+    return _att_nan_safe(s, v, q.dtype)
+
+
+def _att_keep_where_false(q, k, v, mask=None):
+    s = (q @ np.swapaxes(k, -1, -2)) * q.shape[-1] ** -0.5
+    if mask is not None:
+        s = s + np.where(np.logical_not(mask), 0.0, -np.inf)     # additive, built from ~mask
+    return _att_nan_safe(s, v, q.dtype)
+
+
+def _att_correct_additive(q, k, v, mask=None):
+    s = (q @ np.swapaxes(k, -1, -2)) * q.shape[-1] ** -0.5
+    if mask is not None:
+        s = s + np.where(mask, 0.0, -np.inf)
+    return _att_nan_safe(s, v, q.dtype)
+
+
+mistake(1, "attention", "mask_inverted", "masked_fill_true", attention=_att_fill_where_true)
+mistake(1, "attention", "mask_inverted", "additive_from_not_mask", attention=_att_keep_where_false)
+correct(1, "attention", "additive_mask", attention=_att_correct_additive)
+
+
+# ---------------------------------------------------------------------------
+# Level 2
+# ---------------------------------------------------------------------------
+
+# kv_cache_bytes · forgot_layers: one layer's cache, written as a per-token figure
+def _bytes_per_token_one_layer(batch, layers, tokens, kv_heads, head_dim, bytes_per_elem=2):
+    per_token = 2 * kv_heads * head_dim * bytes_per_elem        # "per token" — for one layer
+    return per_token * tokens * batch
+
+
+mistake(2, "kv_cache_bytes", "forgot_layers", "per_token_one_layer",
+        kv_cache_bytes=_bytes_per_token_one_layer)
+mistake(2, "kv_cache_bytes", "forgot_layers", "math_prod_without_layers",
+        kv_cache_bytes=lambda batch, layers, tokens, kv_heads, head_dim, bytes_per_elem=2:
+        math.prod([batch, tokens, kv_heads, head_dim, bytes_per_elem, 2]))
+mistake(2, "kv_cache_bytes", "returned_gib", "divided_by_1024_cubed",
+        kv_cache_bytes=lambda batch, layers, tokens, kv_heads, head_dim, bytes_per_elem=2:
+        batch * layers * tokens * kv_heads * head_dim * 2 * bytes_per_elem / 1024 ** 3)
+correct(2, "kv_cache_bytes", "k_plus_v",
+        kv_cache_bytes=lambda batch, layers, tokens, kv_heads, head_dim, bytes_per_elem=2:
+        (batch * layers * tokens * kv_heads * head_dim * bytes_per_elem) * 2)
+
+
+# kv_cache · len_counts_appends: a doubling buffer whose len() counts calls, two ways
+class _DoublingCache:
+    def __init__(self, n_heads, head_dim, dtype=np.float32):
+        self.dtype = np.dtype(dtype)
+        self._k = np.empty((n_heads, 4, head_dim), self.dtype)
+        self._v = np.empty_like(self._k)
+        self._t = 0
+
+    def _grow(self, need):
+        cap = self._k.shape[1]
+        while cap < need:
+            cap *= 2
+        if cap != self._k.shape[1]:
+            for name in ("_k", "_v"):
+                old = getattr(self, name)
+                new = np.empty((old.shape[0], cap, old.shape[2]), self.dtype)
+                new[:, :self._t] = old[:, :self._t]
+                setattr(self, name, new)
+
+    def append(self, k, v):
+        t = k.shape[1]
+        self._grow(self._t + t)
+        self._k[:, self._t:self._t + t] = k
+        self._v[:, self._t:self._t + t] = v
+        self._t += t
+
+    def __len__(self):
+        return self._t
+
+    @property
+    def keys(self):
+        return self._k[:, :self._t]
+
+    @property
+    def values(self):
+        return self._v[:, :self._t]
+
+
+class _LenIsCalls(_DoublingCache):
+    def append(self, k, v):
+        super().append(k, v)
+        self.calls = getattr(self, "calls", 0) + 1
+
+    def __len__(self):
+        return getattr(self, "calls", 0)
+
+
+class _LenIsChunkList(_DoublingCache):
+    def append(self, k, v):
+        super().append(k, v)
+        self.__dict__.setdefault("chunk_sizes", []).append(k.shape[1])
+
+    def __len__(self):
+        return len(self.__dict__.get("chunk_sizes", []))
+
+
+mistake(2, "kv_cache", "len_counts_appends", "append_counter", KVCache=_LenIsCalls)
+mistake(2, "kv_cache", "len_counts_appends", "list_of_chunk_sizes", KVCache=_LenIsChunkList)
+correct(2, "kv_cache", "doubling_buffer", KVCache=_DoublingCache)
+
+
+# decode_step · k_dot_T_batched and first_key_only, written other ways
+def _dec_dot_T(q_t, cache):
+    s = np.matmul(q_t, cache.keys.transpose()) / math.sqrt(q_t.shape[-1])
+    e = np.exp(s - s.max(axis=-1, keepdims=True))
+    return ((e / e.sum(axis=-1, keepdims=True)) @ cache.values).astype(q_t.dtype)
+
+
+def _dec_top_left_mask(q_t, cache):
+    k, v = cache.keys, cache.values
+    s = np.einsum("hqd,htd->hqt", q_t, k) / math.sqrt(q_t.shape[-1])
+    mask = np.tril(np.ones((q_t.shape[1], k.shape[1])))           # causal, as in training
+    s = np.where(mask == 1, s, -1e9)
+    e = np.exp(s - s.max(axis=-1, keepdims=True))
+    return np.einsum("hqt,htd->hqd", e / e.sum(axis=-1, keepdims=True), v).astype(q_t.dtype)
+
+
+def _dec_first_key_slice(q_t, cache):
+    return cache.values[:, :q_t.shape[1]].astype(q_t.dtype)     # "query i sees keys ≤ i"
+
+
+def _dec_correct(q_t, cache):
+    s = np.einsum("hqd,htd->hqt", q_t.astype(np.float64), cache.keys) / math.sqrt(q_t.shape[-1])
+    p = np.exp(s - s.max(axis=-1, keepdims=True))
+    p /= p.sum(axis=-1, keepdims=True)
+    return np.einsum("hqt,htd->hqd", p, cache.values).astype(q_t.dtype)
+
+
+mistake(2, "decode_step", "k_dot_T_batched", "transpose_no_axes", decode_step=_dec_dot_T)
+mistake(2, "decode_step", "first_key_only", "tril_top_left", decode_step=_dec_top_left_mask)
+mistake(2, "decode_step", "first_key_only", "slice_of_first_values", decode_step=_dec_first_key_slice)
+correct(2, "decode_step", "einsum_float64", decode_step=_dec_correct)
+
+
+# next_token_probs · top_p_drops_crossing and top_p_inverted, as sorted-cumsum masks
+def _ntp(logits, temperature, top_k, top_p, keep_sorted):
+    z = logits.astype(np.float64) / temperature
+    if top_k is not None and top_k < z.size:
+        z = np.where(z >= np.sort(z)[-top_k], z, -np.inf)
+    p = np.exp(z - z.max())
+    p /= p.sum()
+    if top_p is not None:
+        order = np.argsort(-p, kind="stable")
+        ps = p[order]
+        keep = keep_sorted(np.cumsum(ps), ps, top_p)
+        keep[0] = True                                            # always keep one token
+        mask = np.zeros(p.size, bool)
+        mask[order[keep]] = True
+        p = np.where(mask, p, 0)
+        p /= p.sum()
+    return p.astype(logits.dtype)
+
+
+def _ntp_cumsum_le(logits, temperature=1.0, top_k=None, top_p=None):
+    return _ntp(logits, temperature, top_k, top_p, lambda c, ps, tp: c <= tp)
+
+
+def _ntp_loop_until_exceeds(logits, temperature=1.0, top_k=None, top_p=None):
+    def keep(c, ps, tp):
+        out, total = np.zeros(ps.size, bool), 0.0
+        for i, x in enumerate(ps):
+            if total + x > tp and i > 0:
+                break
+            out[i], total = True, total + x
+        return out
+    return _ntp(logits, temperature, top_k, top_p, keep)
+
+
+def _ntp_remove_above_one_minus(logits, temperature=1.0, top_k=None, top_p=None):
+    return _ntp(logits, temperature, top_k, top_p, lambda c, ps, tp: (c - ps) < 1 - tp)
+
+
+def _ntp_correct(logits, temperature=1.0, top_k=None, top_p=None):
+    return _ntp(logits, temperature, top_k, top_p, lambda c, ps, tp: (c - ps) < tp)
+
+
+mistake(2, "next_token_probs", "top_p_drops_crossing", "cumsum_at_most_p",
+        next_token_probs=_ntp_cumsum_le)
+mistake(2, "next_token_probs", "top_p_drops_crossing", "stop_before_exceeding",
+        next_token_probs=_ntp_loop_until_exceeds)
+mistake(2, "next_token_probs", "top_p_inverted", "mass_before_below_one_minus_p",
+        next_token_probs=_ntp_remove_above_one_minus)
+correct(2, "next_token_probs", "mass_before_below_p", next_token_probs=_ntp_correct)
+
+
+# sample_next · greedy and reseeds_every_call, written other ways
+def _filtered(logits, temperature, top_k, top_p):
+    return _ntp_correct(logits.astype(np.float64), temperature, top_k, top_p)
+
+
+def _greedy_sorted(logits, rng, temperature=1.0, top_k=None, top_p=None):
+    return int(np.argsort(logits, kind="stable")[-1])
+
+
+def _greedy_max_key(logits, rng, temperature=1.0, top_k=None, top_p=None):
+    p = _filtered(logits, temperature, top_k, top_p)
+    return max(range(p.size), key=lambda i: p[i])
+
+
+def _reseed_inverse_cdf(logits, rng, temperature=1.0, top_k=None, top_p=None):
+    r = np.random.default_rng(1234).random()                     # "reproducible" per call
+    cdf = np.cumsum(_filtered(logits, temperature, top_k, top_p))
+    return int(min(np.searchsorted(cdf, r * cdf[-1], side="right"), logits.size - 1))
+
+
+def _sample_correct(logits, rng, temperature=1.0, top_k=None, top_p=None):
+    p = _filtered(logits, temperature, top_k, top_p)
+    return int(rng.choice(p.size, p=p / p.sum()))
+
+
+mistake(2, "sample_next", "greedy", "argsort_last", sample_next=_greedy_sorted)
+mistake(2, "sample_next", "greedy", "max_by_probability", sample_next=_greedy_max_key)
+mistake(2, "sample_next", "reseeds_every_call", "fresh_generator_inverse_cdf",
+        sample_next=_reseed_inverse_cdf)
+correct(2, "sample_next", "choice_renormalised", sample_next=_sample_correct)
+
+
 # ---------------------------------------------------------------------------
 # The tests
 # ---------------------------------------------------------------------------
@@ -298,7 +532,9 @@ def test_correct_variant_names_nothing(level, kata, label, impls):
 def test_every_kata_of_levels_0_to_2_has_two_named_variants_and_a_correct_one():
     katas = {(lv, name) for lv, name in (
         (0, "qk_scores"), (0, "scaled_scores"), (0, "softmax"),
-        (1, "causal_mask"), (1, "sliding_window_mask"), (1, "rope"), (1, "multi_head_attention"))}
+        (1, "causal_mask"), (1, "sliding_window_mask"), (1, "attention"), (1, "rope"),
+        (1, "multi_head_attention"), (2, "kv_cache_bytes"), (2, "kv_cache"), (2, "decode_step"),
+        (2, "next_token_probs"), (2, "sample_next"))}
     for lv, name in katas:
         per = {}
         for c in CASES:
@@ -306,3 +542,59 @@ def test_every_kata_of_levels_0_to_2_has_two_named_variants_and_a_correct_one():
                 per.setdefault(c[2], []).append(c[3])
         assert any(len(v) >= 2 for v in per.values()), (name, per)
         assert any((c[0], c[1]) == (lv, name) for c in CORRECT), name
+
+
+# ---------------------------------------------------------------------------
+# Probes, not reproduction: with probes off these variants are not named, or named
+# wrongly (another mistake's modelled output happens to coincide on a shrunk input)
+# ---------------------------------------------------------------------------
+
+PROBE_ONLY = [c for c in CASES if c[3] in (
+    "np_dot_T", "transpose_no_axes", "amax_guarded", "sum_without_keepdims", "float32_inv_freq",
+    "fresh_generator_inverse_cdf")]
+
+
+@pytest.mark.parametrize("level, kata, expected, label, impls", PROBE_ONLY,
+                         ids=[f"{c[1]}-{c[3]}" for c in PROBE_ONLY])
+def test_named_only_by_behaviour(level, kata, expected, label, impls):
+    from attnkata.harness import probes_off
+
+    k, ref = _kata(level, kata)
+    with probes_off():
+        results = verdicts(k, ref, impls)
+    firsts = [r.misconception_ids[0] for r in results if r.outcome == FAILED and r.misconception_ids]
+    assert expected not in firsts or set(firsts) != {expected}
+    assert_named(verdicts(k, ref, impls), expected)
+
+
+# ---------------------------------------------------------------------------
+# A mistake no misconception models: the failure says where, in the kata's terms
+# ---------------------------------------------------------------------------
+
+def test_unmodelled_decode_mistake_says_which_head():
+    k, ref = _kata(2, "decode_step")
+
+    def head_one_dropped(q_t, cache):
+        out = ref.decode_step(q_t, cache)
+        if out.shape[0] > 1:
+            out = out.copy()
+            out[1] = 0
+        return out
+
+    failed = [r for r in verdicts(k, ref, {"decode_step": head_one_dropped}) if r.outcome == FAILED]
+    assert failed and not any(r.misconception_ids for r in failed)
+    assert any("head 1 of 0–2" in r.message for r in failed), failed[0].message
+
+
+def test_unmodelled_causal_mistake_says_which_query():
+    k, ref = _kata(1, "causal_mask")
+
+    def last_row_blind(n_q, n_k):
+        m = ref.causal_mask(n_q, n_k).copy()
+        m[-1, 0] = False                     # the newest query forgets the first key
+        return m
+
+    failed = [r for r in verdicts(k, ref, {"causal_mask": last_row_blind}) if r.outcome == FAILED]
+    assert failed and not any(r.misconception_ids for r in failed)
+    assert any("query 2 of 0–2" in r.message and "key 0 of 0–5" in r.message for r in failed), \
+        failed[0].message
