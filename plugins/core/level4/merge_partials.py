@@ -232,3 +232,122 @@ MERGE_PARTIALS = Kata(
         "the both-empty case: m = np.where(np.isfinite(m), m, 0) and divide by 1 where w_a + w_b == 0.",
     ),
 )
+
+
+# ---------------------------------------------------------------------------
+# Diagnosis by behaviour (docs/DIAGNOSIS.md): parts of equal mass (where an average is
+# right), parts of very different mass, parts with no keys, and what the merged o and lse
+# become there — each wrong merge has its own formula, computed here.
+# ---------------------------------------------------------------------------
+
+from typing import Any  # noqa: E402
+
+from attnkata import Fake  # noqa: E402
+from attnkata.diagnose import (Probe, Raised, attach, attempt, check as _holds, close,  # noqa: E402
+                               pick, scaled)
+
+_R = np.random.default_rng(1440)
+_OA, _OB = _R.standard_normal((2, 3, 4))
+_EQUAL = (_OA, np.array([0.5, -1.0, 2.0]), _OB, np.array([0.5, -1.0, 2.0]))      # equal masses
+_APART = (_OA, np.array([3.0, 0.2, 1.0]), _OB, np.array([1.0, 2.2, 4.0]))        # lse all > 0
+_EMPTY_BOTH = (np.zeros((1, 4)), np.full(1, -np.inf), np.zeros((1, 4)), np.full(1, -np.inf))
+_MIDDLE_EMPTY = (_OA * np.array([[1], [0], [1]]), np.array([0.5, -np.inf, 1.0]),
+                 _OB * np.array([[1], [0], [1]]), np.array([2.0, -np.inf, -0.5]))
+
+
+def _run(parts: tuple) -> Any:
+    return lambda ns: ns.merge_partials(*(p.copy() for p in parts))
+
+
+def _pair(first: tuple, second: tuple) -> Any:
+    return lambda ns: tuple(attempt(lambda p=p: _run(p)(ns)) for p in (first, second))
+
+
+def _o_is(fn: Any, parts: tuple) -> Any:
+    """o equals ``fn(parts)`` (a wrong merge computed here) and is not the right o."""
+    return _holds(lambda g, w: not isinstance(g, Raised) and close(g[0], fn(*parts))
+                  and not close(g[0], w[0]))
+
+
+def _mean(o_a, lse_a, o_b, lse_b):
+    return (o_a + o_b) / 2
+
+
+def _lse_weighted(o_a, lse_a, o_b, lse_b):
+    return (lse_a[:, None] * o_a + lse_b[:, None] * o_b) / (lse_a + lse_b)[:, None]
+
+
+def _has_nan(g: Any) -> bool:
+    return not isinstance(g, Raised) and bool(np.isnan(np.asarray(g[0], float)).any()
+                                              or np.isnan(np.asarray(g[1], float)).any())
+
+
+def _softmax_weights(o_a, lse_a, o_b, lse_b):
+    """Correct, written differently: a softmax over the stacked lses, as weights."""
+    lse = np.stack([lse_a, lse_b])
+    top = np.max(lse, axis=0)
+    safe = np.where(np.isfinite(top), top, 0)
+    w = np.exp(lse - safe)
+    total = w.sum(axis=0)
+    share = w / np.where(total == 0, 1, total)
+    o = share[0][..., None] * o_a + share[1][..., None] * o_b
+    with np.errstate(divide="ignore"):
+        return o, safe + np.log(total)
+
+
+MERGE_PARTIALS = attach(
+    MERGE_PARTIALS,
+    probes={
+        # source: flashinfer-ai/flashinfer#4051, vllm-project/vllm#39148 and #28181 (merging
+        # two empty states: -inf − -inf = NaN)
+        "nan_on_empty": (
+            Probe("both parts without keys (o = 0, lse = -inf)", _run(_EMPTY_BOTH),
+                  _holds(lambda g, w: _has_nan(g))),
+            Probe("three queries, the middle one with no keys in either part",
+                  _run(_MIDDLE_EMPTY),
+                  _holds(lambda g, w: _has_nan(g) and close(g[0][[0, 2]], w[0][[0, 2]])
+                         and close(g[1][[0, 2]], w[1][[0, 2]]))),
+        ),
+        # source: SHI-Labs/NATTEN#202 (merge_attentions weighs each part by exp(lse), and
+        # computes those weights without overflow); an average ignores the masses
+        "averaged_outputs": (
+            Probe("equal masses (an average is right there), then different masses",
+                  _pair(_EQUAL, _APART),
+                  _holds(lambda g, w: close(g[0][0], w[0][0])
+                         and close(g[1][0], _mean(*_APART)) and not close(g[1][0], w[1][0]))),
+            Probe("parts of different mass: o is (o_a + o_b) / 2", _run(_APART),
+                  _o_is(_mean, _APART)),
+        ),
+        # source: Dao-AILab/flash-attention#978 (an lse of +inf breaking merge_attentions:
+        # lse is a log, its exp is the mass)
+        "weighted_by_lse": (
+            Probe("parts of different mass: o weighs each part by its lse",
+                  _run(_APART), _o_is(_lse_weighted, _APART)),
+            Probe("equal masses (weights ½ either way), then different masses",
+                  _pair(_EQUAL, _APART),
+                  _holds(lambda g, w: close(g[0][0], w[0][0])
+                         and close(g[1][0], _lse_weighted(*_APART)))),
+        ),
+        # source: rabe-2021 and milakov-2018 (each part's o is already normalised; the mix
+        # divides by the total weight)
+        "not_renormalised": (
+            Probe("equal masses: o is o_a + o_b, twice the right o", _run(_EQUAL),
+                  _holds(lambda g, w: close(g[0], 2 * w[0]) and close(g[1], w[1]))),
+            Probe("one query, different masses: o is the right o times a constant",
+                  _run(tuple(p[:1] for p in _APART)), pick(0, scaled())),
+        ),
+        # source: deepseek-ai/FlashMLA#77 and Dao-AILab/flash-attention#978 (what lse a
+        # merge must see); the masses add: log(e^a + e^b) ≥ max(a, b)
+        "lse_is_max": (
+            Probe("equal masses: o right, lse = lse_a (log 2 short)", _run(_EQUAL),
+                  _holds(lambda g, w: close(g[0], w[0]) and close(g[1], _EQUAL[1]))),
+            Probe("different masses: o right, lse = max(lse_a, lse_b)", _run(_APART),
+                  _holds(lambda g, w: close(g[0], w[0])
+                         and close(g[1], np.maximum(_APART[1], _APART[3]))
+                         and not close(g[1], w[1]))),
+        ),
+    },
+    diagnostics=(Probe("three queries, parts of different mass", _run(_APART),
+                       axes=("query", "feature")),),
+    variants=(Fake("softmax_over_lses", {"merge_partials": _softmax_weights}),),
+)
