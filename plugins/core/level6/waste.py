@@ -188,3 +188,81 @@ WASTE = Kata(
     ),
     requires=("torch",),
 )
+
+
+# ---------------------------------------------------------------------------
+# Diagnosis by behaviour (issue 14): each probe is one small batch whose answer under
+# the mistake is known in closed form, whichever way the learner spelled it.
+# ---------------------------------------------------------------------------
+
+from attnkata.diagnose import Probe, Raised, attach, check as _holds, close  # noqa: E402
+
+
+def _is(fn):
+    """Holds when the output is ``fn(want)`` (and differs from the answer)."""
+    return _holds(lambda g, w: not close(g, w) and close(float(g), fn(float(w))))
+
+
+def _mean_waste(lens, b):
+    return float(np.mean([1 - n / (-(-n // b) * b) for n in lens]))
+
+
+WASTE = attach(WASTE, probes={
+    # source: kwon-2023-paged quotes both a used share (20–38 % of KV memory holds
+    # tokens) and a wasted share of existing systems; mixing the two is this mistake
+    "used_not_wasted": (
+        Probe.of("lengths 100 and 300, max_len 1000", "reserved_waste", [100, 300], 1000,
+                 holds=_is(lambda w: 1 - w)),
+        Probe.of("two sequences at max_len = 2048", "reserved_waste", [2048, 2048], 2048,
+                 holds=_holds(lambda g, w: close(float(g), 1.0) and close(float(w), 0.0))),
+    ),
+    # source: padding to the longest sequence of a batch (transformers' padding="longest")
+    # carried over to a cache that must reserve max_len before the answer's length is known
+    "reserved_longest_not_max_len": (
+        Probe.of("three sequences of 10 tokens, max_len 100", "reserved_waste", [10, 10, 10], 100,
+                 holds=_holds(lambda g, w: close(float(g), 0.0) and close(float(w), 0.9))),
+        Probe.of("lengths 5 and 10, max_len 1000", "reserved_waste", [5, 10], 1000,
+                 holds=_holds(lambda g, w: close(float(g), 0.25))),
+    ),
+    # source: no thread found; a teaching note — overhead quoted relative to the memory
+    # used (a ratio that exceeds 1) where the kata asks for a fraction of the reservation
+    "reserved_over_used": (
+        Probe.of("one sequence of 100, max_len 400", "reserved_waste", [100], 400,
+                 holds=_is(lambda w: w / (1 - w))),
+        Probe.of("lengths 50 and 50, max_len 100", "reserved_waste", [50, 50], 100,
+                 holds=_is(lambda w: w / (1 - w))),
+    ),
+    # source: pegainfer-project/pegainfer#291 and EricLBuehler/mistral.rs#552 (block
+    # counts off by one at block boundaries: start_pos // block_size past the table)
+    "floor_blocks": (
+        Probe.of("one sequence of 5, block size 4", "paged_waste", [5], 4,
+                 holds=_holds(lambda g, w: not isinstance(g, Raised) and float(g) < 0)),
+        Probe.of("one sequence of 3, block size 4 (shorter than a block)", "paged_waste", [3], 4,
+                 holds=_holds(lambda g, w: (isinstance(g, Raised) and g.type == "ZeroDivisionError")
+                              or (not isinstance(g, Raised) and close(float(g), 0.0)
+                                  and close(float(w), 0.25)))),
+    ),
+    # source: pegainfer-project/pegainfer#291 (one page too many exactly when seq_len is a
+    # multiple of the page size)
+    "extra_block": (
+        Probe.of("lengths 16 and 32, block size 16 (full blocks)", "paged_waste", [16, 32], 16,
+                 holds=_holds(lambda g, w: close(float(g), 1 - 48 / 80))),
+        Probe.of("one sequence of 4, block size 4", "paged_waste", [4], 4,
+                 holds=_holds(lambda g, w: close(float(g), 0.5))),
+    ),
+    # source: no thread found; a teaching note — per-request fragmentation averaged, where
+    # the cache's waste is a ratio of sums
+    "mean_of_fractions": (
+        Probe.of("lengths 1 and 32, block size 16", "paged_waste", [1, 32], 16,
+                 holds=_holds(lambda g, w: close(float(g), _mean_waste([1, 32], 16)))),
+        Probe.of("lengths 3, 5 and 64, block size 4", "paged_waste", [3, 5, 64], 4,
+                 holds=_holds(lambda g, w: close(float(g), _mean_waste([3, 5, 64], 4)))),
+    ),
+}, diagnostics=(
+    Probe("one sequence of n = 0 … 9 tokens, block size 4: paged_waste([n], 4)",
+          lambda ns: np.array([float(ns.paged_waste([n], 4)) for n in range(10)]),
+          axes=("length n",)),
+    Probe("one sequence of n = 0 … 9 tokens, max_len 9: reserved_waste([n], 9)",
+          lambda ns: np.array([float(ns.reserved_waste([n], 9)) for n in range(10)]),
+          axes=("length n",)),
+))
