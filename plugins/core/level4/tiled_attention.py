@@ -293,3 +293,201 @@ TILED_ATTENTION = Kata(
         "the key loop of block [q0, q1) stops at min(N_k, q1 + N_k − N_q).",
     ),
 )
+
+
+# ---------------------------------------------------------------------------
+# Diagnosis by behaviour (docs/DIAGNOSIS.md): keys whose scores fall (the max is in the
+# first key tile), rise tile by tile, or are all equal; one key tile or several; square
+# and rectangular causal; and the score tiles the learner's code computes, watched in its
+# worker (how many, how large).
+# ---------------------------------------------------------------------------
+
+from typing import Any  # noqa: E402
+
+from attnkata import Fake  # noqa: E402
+from attnkata.diagnose import (Probe, Raised, attach, attempt, check as _holds, close,  # noqa: E402
+                               measure)
+
+_T = np.random.default_rng(1450)
+_V12 = _T.standard_normal((12, 3))
+
+
+def _ramp(scores: np.ndarray) -> tuple:
+    """q = 1 (d = 4) and keys giving exactly ``scores`` (scale 1/√4 included)."""
+    q = np.ones((3, 4))
+    k = np.repeat((np.asarray(scores, float) * 2 / 4)[:, None], 4, axis=1)
+    return q, k, _V12[:len(scores)]
+
+
+_FALLING = _ramp(np.linspace(4.0, 0.0, 12))
+_RISING = _ramp(np.linspace(0.0, 4.0, 12))
+_FLAT = _ramp(np.zeros(12))
+_LAST_HIGH = _ramp(np.r_[np.zeros(11), 5.0])
+_RAND = tuple(_T.standard_normal((n, 4)) for n in (5, 9, 9))
+_RECT = tuple(_T.standard_normal((n, 4)) for n in (4, 10, 10))     # 4 queries, 10 keys
+
+
+def _run(args: tuple, bq: int = 4, bk: int = 4, causal: bool = False) -> Any:
+    return lambda ns: ns.tiled_attention(*(a.copy() for a in args), block_q=bq, block_k=bk,
+                                         causal=causal)
+
+
+def _pair(first: Any, second: Any) -> Any:
+    return lambda ns: (attempt(lambda: first(ns)), attempt(lambda: second(ns)))
+
+
+def _ok(g: Any, w: Any) -> bool:
+    return not isinstance(g, Raised) and close(g[0], w[0]) and close(g[1], w[1])
+
+
+def _o_wrong_lse_right(g: Any, w: Any) -> bool:
+    return not isinstance(g, Raised) and not close(g[0], w[0]) and close(g[1], w[1])
+
+
+def _right_then_o_wrong() -> Any:
+    return _holds(lambda g, w: _ok(g[0], w[0]) and _o_wrong_lse_right(g[1], w[1]))
+
+
+def _lse_off(fn: Any) -> Any:
+    """o right; lse is ``fn(right lse, row max)``, not the right lse."""
+    def holds(g, w, fn=fn):
+        return (not isinstance(g, Raised) and close(g[0], w[0]) and not close(g[1], w[1])
+                and close(g[1], fn(w[1], _row_max)))
+    return _holds(holds)
+
+
+_row_max = (_RAND[0] @ _RAND[1].T / 2).max(axis=-1)    # the scores' row max on _RAND
+
+
+def _top_left(q, k, v):
+    s = q @ k.T / np.sqrt(q.shape[-1])
+    s = np.where(np.arange(k.shape[0])[None, :] <= np.arange(q.shape[0])[:, None], s, -np.inf)
+    e = np.exp(s - s.max(axis=-1, keepdims=True))
+    return (e / e.sum(axis=-1, keepdims=True)) @ v
+
+
+def _tiles(n_q: int, n_k: int, bq: int, bk: int, causal: bool) -> Any:
+    r = np.random.default_rng(n_q * 100 + n_k)
+    q, k, v = r.standard_normal((n_q, 8)), r.standard_normal((n_k, 8)), r.standard_normal((n_k, 8))
+    kw = dict(block_q=bq, block_k=bk, causal=causal)
+    return lambda ns: measure(ns, "attnkata_plugins.core.level4.probe", "watched_call",
+                              "tiled_attention", (q, k, v), kw, {0: "q", 1: "k"}, True)
+
+
+def _seen(pred: Any) -> Any:
+    """Right values, and ``pred(tiles)`` on the score tiles computed."""
+    return _holds(lambda g, w: _ok(g[0], w[0]) and pred([tuple(t) for t in g[1]["tiles"]]))
+
+
+def _key_outer(q, k, v, block_q=64, block_k=64, causal=False):
+    """Correct, written differently: key blocks outside, every query's (m, l, acc) kept
+    for the whole pass (FlashAttention-1's loop order)."""
+    n_q, d = q.shape[-2:]
+    n_k = k.shape[-2]
+    lead = np.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
+    off = n_k - n_q
+    m = np.full((*lead, n_q), -np.inf, dtype=q.dtype)
+    l = np.zeros((*lead, n_q), dtype=q.dtype)
+    acc = np.zeros((*lead, n_q, v.shape[-1]), dtype=q.dtype)
+    for k0 in range(0, n_k, block_k):
+        k1 = min(k0 + block_k, n_k)
+        for q0 in range(0, n_q, block_q):
+            q1 = min(q0 + block_q, n_q)
+            if causal and k0 > q1 - 1 + off:
+                continue
+            s = (q[..., q0:q1, :] @ np.swapaxes(k[..., k0:k1, :], -1, -2)) * d ** -0.5
+            if causal:
+                s = np.where(np.arange(k0, k1)[None, :] <= np.arange(q0, q1)[:, None] + off, s, -np.inf)
+            mi = m[..., q0:q1]
+            new = np.maximum(mi, s.max(axis=-1))
+            safe = np.where(np.isfinite(new), new, 0)
+            a = np.exp(mi - safe)
+            p = np.exp(s - safe[..., None])
+            l[..., q0:q1] = a * l[..., q0:q1] + p.sum(axis=-1)
+            acc[..., q0:q1, :] = a[..., None] * acc[..., q0:q1, :] + p @ v[..., k0:k1, :]
+            m[..., q0:q1] = new
+    with np.errstate(divide="ignore"):
+        lse = m + np.log(l)
+    return acc / np.where(l == 0, 1, l)[..., None], np.where(l == 0, -np.inf, lse)
+
+
+TILED_ATTENTION = attach(
+    TILED_ATTENTION,
+    probes={
+        # source: dao-2023 Algorithm 1 (diag(exp(m_old − m_new)) on O); deepseek-ai/FlashMLA#177
+        "missing_rescale": (
+            Probe("key tiles of 4: the max in the first tile, then rising tile by tile",
+                  _pair(_run(_FALLING), _run(_RISING)), _right_then_o_wrong()),
+            Probe("key tiles of 4: every score equal, then only the last key higher",
+                  _pair(_run(_FLAT), _run(_LAST_HIGH)), _right_then_o_wrong()),
+        ),
+        # source: Dao-AILab/flash-attention#978 (a forward whose LSE was not the log-sum-exp
+        # the merge expects); lse = m + log l
+        "lse_without_m": (
+            Probe("5 queries, 9 keys, tiles 2 × 4: lse off by exactly each row's max score",
+                  _run(_RAND, 2, 4), _lse_off(lambda lse, m: lse - m)),
+            Probe("the same, causal: o right, lse wrong", _run(_RAND, 2, 4, True),
+                  _holds(lambda g, w: not isinstance(g, Raised) and close(g[0], w[0])
+                         and not close(g[1], w[1]) and bool((g[1] < w[1]).all()))),
+        ),
+        # source: ROCm/aotriton#108 and lightseekorg/tokenspeed#571 (a base-2 LSE stored
+        # where natural log was expected)
+        "lse_log2": (
+            Probe("5 queries, 9 keys, tiles 2 × 4: lse = the right one / ln 2",
+                  _run(_RAND, 2, 4), _lse_off(lambda lse, m: lse / np.log(2))),
+            Probe("the same, causal", _run(_RAND, 2, 4, True),
+                  _holds(lambda g, w: not isinstance(g, Raised) and close(g[0], w[0])
+                         and close(g[1], w[1] / np.log(2)) and not close(g[1], w[1]))),
+        ),
+        # source: Dao-AILab/flash-attention#1349 (a reader mixing the per-tile diag(l)⁻¹ of
+        # FlashAttention-1 into FlashAttention-2's divide-once-at-the-end)
+        "divided_per_tile": (
+            Probe("one key tile (block_k = 12), then tiles of 4 with the max in the first",
+                  _pair(_run(_FALLING, 4, 12), _run(_FALLING)),
+                  _right_then_o_wrong()),
+            Probe("every score equal, tiles of 4 (no rescale needed): o wrong, lse right",
+                  _run(_FLAT), _holds(_o_wrong_lse_right)),
+        ),
+        # source: Dao-AILab/flash-attention#517 and pytorch/pytorch#108108 (top-left vs
+        # bottom-right causal alignment when N_q ≠ N_k)
+        "causal_top_left": (
+            Probe("causal, 9 queries on 9 keys, then 4 queries on 10 keys",
+                  _pair(_run((_RAND[1], _RAND[1], _RAND[2]), 4, 4, True),
+                        _run(_RECT, 2, 4, True)),
+                  _holds(lambda g, w: _ok(g[0], w[0]) and not isinstance(g[1], Raised)
+                         and not close(g[1][0], w[1][0]))),
+            Probe("causal, 4 queries on 10 keys: query i sees keys 0..i",
+                  _run(_RECT, 2, 4, True),
+                  _holds(lambda g, w: not isinstance(g, Raised)
+                         and close(g[0], _top_left(*_RECT)) and not close(g[0], w[0]))),
+        ),
+        # source: dao-2022 §3.1 (causal tiles above the diagonal are skipped) and Triton's
+        # fused-attention tutorial (the STAGE split); values stay right, the count tells
+        "causal_not_skipped": (
+            Probe("causal, N = 40, tiles 8 × 8: right values, all 25 tiles computed",
+                  _tiles(40, 40, 8, 8, True), _seen(lambda t: len(t) == 25)),
+            Probe("causal, 13 queries on 29 keys, tiles 4 × 8: right values, all 16 tiles",
+                  _tiles(13, 29, 4, 8, True), _seen(lambda t: len(t) == 16)),
+        ),
+        # source: dao-2022 §1 (the N × N matrix is what tiling avoids)
+        "materialised_scores": (
+            Probe("N = 20, tiles 6 × 7: right values, one [20, 20] score block",
+                  _tiles(20, 20, 6, 7, False), _seen(lambda t: (20, 20) in t)),
+            Probe("causal, 13 queries on 29 keys, tiles 4 × 8: one [13, 29] score block",
+                  _tiles(13, 29, 4, 8, True), _seen(lambda t: (13, 29) in t)),
+        ),
+        # source: rabe-2021 (queries chunked, keys not: the row strip), the step before
+        # FlashAttention's two-level tiling
+        "row_strip": (
+            Probe("N = 20, tiles 6 × 7: right values, [≤ 6, 20] strips of scores",
+                  _tiles(20, 20, 6, 7, False),
+                  _seen(lambda t: bool(t) and all(r <= 6 for r, _ in t) and (6, 20) in t)),
+            Probe("13 queries on 29 keys, tiles 4 × 8: [≤ 4, 29] strips",
+                  _tiles(13, 29, 4, 8, False),
+                  _seen(lambda t: bool(t) and all(r <= 4 for r, _ in t) and (4, 29) in t)),
+        ),
+    },
+    diagnostics=(Probe("5 queries, 9 keys, tiles 2 × 4", _run(_RAND, 2, 4),
+                       axes=("query", "feature"), tiles={"query": 2}),),
+    variants=(Fake("key_blocks_outside", {"tiled_attention": _key_outer}),),
+)
