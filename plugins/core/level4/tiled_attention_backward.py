@@ -225,3 +225,159 @@ TILED_ATTENTION_BACKWARD = Kata(
         "subtracting: those rows are all -inf, so P is 0 there.",
     ),
 )
+
+
+# ---------------------------------------------------------------------------
+# Diagnosis by behaviour (docs/DIAGNOSIS.md): inputs on which a wrong backward shows its
+# own signature — every value row equal (dS must vanish: only a missing D leaves it), all
+# scores 0 (an unnormalised P scales dV by N_k), d = 1 (no scale to forget), square and
+# rectangular tiles (dS used untransposed), causal or not — and each wrong formula,
+# computed here on the full matrices.
+# ---------------------------------------------------------------------------
+
+from typing import Any  # noqa: E402
+
+from attnkata import Fake  # noqa: E402
+from attnkata.diagnose import (Probe, Raised, all_of, attach, attempt, check as _holds,  # noqa: E402
+                               close, pick, scaled)
+
+_B = np.random.default_rng(1460)
+_QB, _KB, _VB, _DO = (_B.standard_normal((8, 4)) for _ in range(4))
+_FLATV = np.repeat(_VB[:1], 8, axis=0)                  # every value row equal
+_ZEROK = np.zeros((8, 4))                               # every score 0
+_D1 = tuple(_B.standard_normal((6, 1)) for _ in range(3)) + (_B.standard_normal((6, 1)),)
+_D9 = tuple(_B.standard_normal((6, 9)) for _ in range(3)) + (_B.standard_normal((6, 9)),)
+_GEN = (_QB, _KB, _VB, _DO)
+
+
+def _bwd(args: tuple, bq: int = 4, bk: int = 4, causal: bool = False) -> Any:
+    return lambda ns: _run(ns, *args, bq, bk, causal)
+
+
+def _pair(first: Any, second: Any) -> Any:
+    return lambda ns: (attempt(lambda: first(ns)), attempt(lambda: second(ns)))
+
+
+def _grads(q, k, v, do, causal=False, *, use_d=True, norm=True, scale=True, dk_t=True,
+           mask=True):
+    """dq, dk, dv on the full matrices (float64), each flag one wrong formula."""
+    o, lse = plain_attention(q, k, v, causal)
+    d = q.shape[-1]
+    s = q @ k.T / math.sqrt(d)
+    if causal and mask:
+        s = np.where(causal_allowed(len(q), len(k)), s, -np.inf)
+    p = np.exp(s - lse[:, None]) if norm else np.exp(s)
+    dv = p.T @ do
+    dp = do @ v.T
+    ds = p * (dp - ((do * o).sum(-1)[:, None] if use_d else 0))
+    c = 1 / math.sqrt(d) if scale else 1.0
+    return ds @ k * c, (ds.T @ q if dk_t else ds @ q) * c, dv
+
+
+def _is(want: tuple) -> Any:
+    """The output equals ``want`` (a wrong formula's gradients) and is wrong."""
+    return _holds(lambda g, w: not isinstance(g, Raised) and all(close(a, b) for a, b in zip(g, want))
+                  and not all(close(a, b) for a, b in zip(g, w)))
+
+
+def _right(g: Any, w: Any, which=(0, 1, 2)) -> bool:
+    return not isinstance(g, Raised) and all(close(g[i], w[i]) for i in which)
+
+
+def _ignores_causal(q, k, v, o, lse, do, block_q=64, block_k=64, causal=False):
+    return _backward(q, k, v, o, lse, do, block_q, block_k, False)
+
+
+def _query_outer(q, k, v, o, lse, do, block_q=64, block_k=64, causal=False):
+    """Correct, written differently: query blocks outside (dq local, dk and dv accumulated
+    across query blocks), D computed per query block."""
+    n_q, d = q.shape[-2:]
+    n_k = k.shape[-2]
+    off = n_k - n_q
+    lse = np.where(np.isfinite(lse), lse, 0)
+    dq, dk, dv = np.zeros(q.shape, q.dtype), np.zeros(k.shape, k.dtype), np.zeros(v.shape, v.dtype)
+    for q0 in range(0, n_q, block_q):
+        q1 = min(q0 + block_q, n_q)
+        D = np.einsum("...qd,...qd->...q", do[..., q0:q1, :], o[..., q0:q1, :])
+        for k0 in range(0, n_k, block_k):
+            k1 = min(k0 + block_k, n_k)
+            if causal and k0 > q1 - 1 + off:
+                break
+            s = np.einsum("...qd,...kd->...qk", q[..., q0:q1, :], k[..., k0:k1, :]) / math.sqrt(d)
+            if causal:
+                s = np.where(np.arange(k0, k1)[None, :] <= np.arange(q0, q1)[:, None] + off, s, -np.inf)
+            p = np.exp(s - lse[..., q0:q1, None])
+            dv[..., k0:k1, :] += np.einsum("...qk,...qd->...kd", p, do[..., q0:q1, :])
+            ds = p * (np.einsum("...qd,...kd->...qk", do[..., q0:q1, :], v[..., k0:k1, :]) - D[..., None])
+            dq[..., q0:q1, :] += np.einsum("...qk,...kd->...qd", ds, k[..., k0:k1, :]) / math.sqrt(d)
+            dk[..., k0:k1, :] += np.einsum("...qk,...qd->...kd", ds, q[..., q0:q1, :]) / math.sqrt(d)
+    return dq, dk, dv
+
+
+TILED_ATTENTION_BACKWARD = attach(
+    TILED_ATTENTION_BACKWARD,
+    add=(
+        # source: Dao-AILab/flash-attention#517 (where the causal mask goes; the backward
+        # must place it exactly as the forward did)
+        Misconception("backward_ignores_causal", "recomputed P without the causal mask",
+                      {"tiled_attention_backward": _ignores_causal},
+                      "exp(s − lse) is not 0 above the diagonal by itself: lse came from the "
+                      "masked row, but s there is finite. Mask s exactly as the forward did "
+                      "before exponentiating."),
+    ),
+    probes={
+        # source: Dao-AILab/flash-attention#2555 (D_i = rowsum(dO ∘ O) in the papers);
+        # tile-ai/tilelang#547 (the flash_bwd_prep pass that computes Delta)
+        "forgot_D": (
+            Probe("every value row equal (dS must vanish): dq and dk nonzero, dv right",
+                  _bwd((_QB, _KB, _FLATV, _DO)),
+                  _holds(lambda g, w: _right(g, w, (2,)) and float(np.abs(g[0]).max()) > 1e-3
+                         and float(np.abs(w[0]).max()) < 1e-9)),
+            Probe("8 queries and keys, tiles 4 × 4: dS = P ∘ dP, no D", _bwd(_GEN),
+                  _is(_grads(*_GEN, use_d=False))),
+        ),
+        # source: dao-2022 Algorithm 4 (P_ij = diag(l_i)⁻¹ exp(S_ij − m_i), from the stored
+        # statistics); Dao-AILab/flash-attention#978 (what the stored LSE must be for that)
+        "unnormalised_p": (
+            Probe("every score 0 (lse = ln 8): dv is 8 times the right one",
+                  _bwd((_QB, _ZEROK, _VB, _DO)),
+                  _holds(lambda g, w: not isinstance(g, Raised) and close(g[2], 8 * w[2])
+                         and not close(g[2], w[2]))),
+            Probe("8 queries and keys, tiles 4 × 4: P = exp(S)", _bwd(_GEN),
+                  _is(_grads(*_GEN, norm=False))),
+        ),
+        # source: Dao-AILab/flash-attention#373 (a reader's chain rule through S = QKᵀ
+        # leaving out a factor); the scale multiplies dq and dk, never dv
+        "missing_scale": (
+            Probe("d = 1 (scale 1), then d = 9 (scale 1/3)",
+                  _pair(_bwd(_D1, 2, 3), _bwd(_D9, 2, 3)),
+                  _holds(lambda g, w: _right(g[0], w[0]) and _right(g[1], w[1], (2,))
+                         and close(g[1][0], 3 * w[1][0]) and close(g[1][1], 3 * w[1][1])
+                         and not close(g[1][0], w[1][0]))),
+            Probe("d = 4: dq and dk a constant times the right ones, dv right", _bwd(_GEN),
+                  all_of(pick(0, scaled()), pick(1, scaled()),
+                         _holds(lambda g, w: _right(g, w, (2,))))),
+        ),
+        # source: Dao-AILab/flash-attention#373 (dK = QdSᵀ vs dSᵀQ in the paper's text)
+        "transposed_ds": (
+            Probe("square 4 × 4 tiles: dq and dv right, dk wrong", _bwd(_GEN),
+                  _holds(lambda g, w: _right(g, w, (0, 2)) and not close(g[1], w[1]))),
+            Probe("tiles 2 × 4 (dS is not square): dk wrong or a shape error",
+                  _bwd(_GEN, 2, 4),
+                  _holds(lambda g, w: (isinstance(g, Raised) and g.type == "ValueError")
+                         or (_right(g, w, (0, 2)) and not close(g[1], w[1])))),
+        ),
+        "backward_ignores_causal": (
+            Probe("not causal, then causal (8 × 8, tiles 4 × 4)",
+                  _pair(_bwd(_GEN), _bwd(_GEN, causal=True)),
+                  _holds(lambda g, w: _right(g[0], w[0]) and not isinstance(g[1], Raised)
+                         and not close(g[1][2], w[1][2]))),
+            Probe("causal: P recomputed without the mask", _bwd(_GEN, causal=True),
+                  _is(_grads(*_GEN, causal=True, mask=False))),
+        ),
+    },
+    raises={"transposed_ds": (("ValueError", r"mismatch|align|shape"),)},
+    diagnostics=(Probe("8 queries and keys, causal, tiles 4 × 4", _bwd(_GEN, causal=True),
+                       axes=("row", "feature"), tiles={"row": 4}),),
+    variants=(Fake("query_blocks_outside", {"tiled_attention_backward": _query_outer}),),
+)
