@@ -184,3 +184,176 @@ TRITON_SOFTMAX = Kata(
            "dtypes": ["float32", "float16"], "metric": "GB/s",
            "bytes": "2 * M * N * element_size (read once, write once)"},
 )
+
+
+# ---------------------------------------------------------------------------
+# Diagnosis by behaviour (docs/DIAGNOSIS.md): small inputs built on first use (torch is
+# imported lazily) — logits of ±1000, negative logits in a row that is not a power of
+# two long, column slices of a wider buffer, rows longer than any fixed block, several
+# rows — and predicates on plain tensors in the judge.
+# ---------------------------------------------------------------------------
+
+from attnkata.diagnose import (Probe, Raised, all_of, along, attach, attempt,  # noqa: E402
+                               check as _holds, close, nan_in, wrong_only_in)
+
+_T32 = (1e-4, 1e-5)
+
+
+def _in(shape: tuple, scale: float = 1.0, shift: float = 0.0, seed: int = 5) -> Any:
+    return lambda: _matrix(shape, "float32", scale, seed) + shift
+
+
+def _huge() -> Any:
+    import torch
+
+    return torch.tensor([[1000.0, 999.0, 998.0], [-1000.0, -1001.0, -1002.0], [100.0, 99.0, 0.0]],
+                        device=device())
+
+
+def _view(rows: slice, cols: slice) -> Any:
+    return lambda: _matrix((6, 64), "float32", 2.0, 3)[rows, cols]
+
+
+def _run(make: Any) -> Any:
+    return lambda ns: ns.triton_softmax(make())
+
+
+def _pair(first: Any, second: Any) -> Any:
+    return lambda ns: (attempt(lambda: _run(first)(ns)), attempt(lambda: _run(second)(ns)))
+
+
+def _ok(g: Any, w: Any) -> bool:
+    return not isinstance(g, Raised) and close(g, w, _T32)
+
+
+def _bad(g: Any, w: Any) -> bool:
+    return isinstance(g, Raised) or not close(g, w, _T32)
+
+
+def _padded_softmax(make: Any) -> Any:
+    """Softmax of each row with zeros appended up to the next power of two: what padding
+    lanes loaded as 0 (or any finite value near 0) give."""
+    def want(g, w):
+        import torch
+
+        x = make().double().cpu()
+        n = x.shape[-1]
+        width = 1 << max(n - 1, 0).bit_length()
+        p = torch.nn.functional.pad(x, (0, width - n), value=0.0)
+        return close(g, torch.softmax(p, -1)[:, :n], (1e-3, 1e-4)) and not close(g, w, _T32)
+    return _holds(want)
+
+
+def _first_columns_only(g: Any, w: Any, make: Any) -> bool:
+    """The first B columns hold softmax(x[:, :B]) for some fixed block B < n_cols."""
+    import torch
+
+    if isinstance(g, Raised) or close(g, w, _T32):
+        return False
+    x = make().double().cpu()
+    g = g.double().cpu()
+    return any(close(g[:, :b], torch.softmax(x[:, :b], -1), (1e-3, 1e-5))
+               for b in (16, 32, 64, 128) if b < x.shape[-1])
+
+
+def _fixed_block(x):
+    import torch
+
+    y = torch.zeros_like(x)
+    block = min(64, x.shape[-1])
+    y[:, :block] = torch.softmax(x[:, :block].float(), -1).to(x.dtype)
+    return y
+
+
+def _one_program(x):
+    import torch
+
+    y = torch.zeros_like(x)
+    y[:1] = torch.softmax(x[:1].float(), -1).to(x.dtype)
+    return y
+
+
+def _rows_right(rows: set) -> Any:
+    """Right in exactly the rows ``rows``, wrong in every other."""
+    def fn(g, w):
+        if isinstance(g, Raised):
+            return False
+        good = {i for i in range(w.shape[0]) if close(g[i], w[i], _T32)}
+        return good == rows
+    return _holds(fn)
+
+
+_R200 = _in((3, 200), 1.0, 0.0, 31)
+_NEG17 = _in((4, 17), 1.0, -5.0, 17)
+_NEG16 = _in((4, 16), 1.0, -5.0, 16)
+
+TRITON_SOFTMAX = attach(
+    TRITON_SOFTMAX,
+    add=(
+        # source: triton-lang/triton#1966 (why BLOCK_SIZE = next_power_of_2(n_cols));
+        # bledden/triton-msl#6 (only the first BLOCK_N columns right, the rest zero)
+        Misconception("block_smaller_than_row", "a fixed BLOCK_SIZE (64) shorter than the row: "
+                      "only the first block of columns is read and written",
+                      {"triton_softmax": _fixed_block},
+                      "One program holds a whole row, so BLOCK_SIZE = "
+                      "triton.next_power_of_2(n_cols) — a constexpr chosen per launch, not a "
+                      "constant. Columns past BLOCK_SIZE are otherwise never touched."),
+        # source: pytorch/helion#1251 (only the first request of a batch computed: the
+        # launch grid and the program ids disagreed); triton-lang/triton-ascend#2292
+        # (programs whose output cells were never written)
+        Misconception("one_program_launched", "launched a grid of one program: only row 0 "
+                      "is computed", {"triton_softmax": _one_program},
+                      "The grid is the number of programs: one per row, "
+                      "softmax_kernel[(n_rows,)](...), and each program finds its row from "
+                      "tl.program_id(0)."),
+    ),
+    probes={
+        # source: pytorch/pytorch#103963 and the Triton fused-softmax tutorial (the max is
+        # subtracted first "for numerical stability")
+        "no_max_subtraction": (
+            Probe("logits of ±1 (right), then of ±1000", _pair(_in((3, 17)), _huge),
+                  _holds(lambda g, w: _ok(g[0], w[0]) and not isinstance(g[1], Raised)
+                         and nan_in()(g[1], w[1]))),
+            Probe("rows [1000, 999, 998], [-1000, …], [100, 99, 0]: NaN or 0/0 where "
+                  "exp overflows or underflows", _run(_huge), nan_in(), axes=("row", "column")),
+        ),
+        # source: Deep-Learning-Profiling-Tools/triton-viz#169 (other=-inf in the tutorial's
+        # load); flagos-ai/FlagGems#3716 and sgl-project/sglang#27074 (masked loads whose
+        # padding values enter reductions)
+        "masked_lanes_zero": (
+            Probe("negative logits: 16 columns (no padding), then 17 (15 padding lanes)",
+                  _pair(_NEG16, _NEG17),
+                  _holds(lambda g, w: _ok(g[0], w[0]) and _bad(g[1], w[1]))),
+            Probe("negative logits, 17 columns: softmax as if zeros joined the row",
+                  _run(_NEG17), _padded_softmax(_NEG17), axes=("row", "column")),
+        ),
+        # source: flagos-ai/FlagAttention#1 (a kernel assuming contiguous rows: strides
+        # fixed by passing them); the tutorial passes input_row_stride
+        "row_stride_is_n_cols": (
+            Probe("a contiguous [5, 40] matrix, then columns 0:40 of a [6, 64] buffer",
+                  _pair(_in((5, 40), 2.0), _view(slice(None), slice(0, 40))),
+                  _holds(lambda g, w: _ok(g[0], w[0]) and _bad(g[1], w[1]))),
+            Probe("rows 1: and columns 8:25 of a [6, 64] buffer: row 0 right, later rows wrong",
+                  _run(_view(slice(1, None), slice(8, 25))),
+                  all_of(wrong_only_in(along(0, slice(1, None))),
+                         _holds(lambda g, w: not isinstance(g, Raised)
+                                and not close(g[-1], w[-1], _T32))),
+                  axes=("row", "column")),
+        ),
+        "block_smaller_than_row": (
+            Probe("16 columns (right), then 200", _pair(_in((3, 16)), _R200),
+                  _holds(lambda g, w: _ok(g[0], w[0]) and _bad(g[1], w[1]))),
+            Probe("200 columns: the first block of columns is a softmax of those alone",
+                  _run(_R200), _holds(lambda g, w: _first_columns_only(g, w, _R200)),
+                  axes=("row", "column")),
+        ),
+        "one_program_launched": (
+            Probe("one row (right), then four", _pair(_in((1, 17)), _in((4, 17))),
+                  _holds(lambda g, w: _ok(g[0], w[0]) and not isinstance(g[1], Raised)
+                         and _ok(g[1][:1], w[1][:1]) and not close(g[1][1:], w[1][1:], _T32))),
+            Probe("nine rows: row 0 right, every other row wrong", _run(_in((9, 17))),
+                  _rows_right({0}), axes=("row", "column")),
+        ),
+    },
+    diagnostics=(Probe("a [4, 40] matrix", _run(_in((4, 40), 2.0)), axes=("row", "column")),),
+)
