@@ -121,7 +121,7 @@ QK_SCORES = Kata(
 
 from attnkata import Fake  # noqa: E402
 from attnkata.diagnose import Probe, Raised, attach, attempt, check as holds, close  # noqa: E402
-from attnkata.diagnose import raises, shape_is  # noqa: E402
+from attnkata.diagnose import raises  # noqa: E402
 
 
 def _k_dot_T(q, k):
@@ -193,7 +193,8 @@ QK_SCORES = attach(
         ),
         "mixed_batches": (
             Probe.of("a batch of 2, 3 queries and 5 keys each", "qk_scores", _QB, _KB,
-                     holds=holds(lambda g, w: np.shape(g) == (6, 10) and close(np.asarray(g)[:3, :5], w[0]))),
+                     holds=holds(lambda g, w: np.shape(g) == (6, 10)
+                                 and close(np.asarray(g)[:3, :5], w[0]))),
             Probe.of("a batch of 1", "qk_scores", _Q1b, _K1b,
                      holds=holds(lambda g, w: np.shape(g) == (3, 5) and close(g, w[0]))),
         ),

@@ -157,8 +157,9 @@ SCALED_SCORES = attach(
     probes={
         "forgot_scale": (Probe.of("d = 16, 9 keys", "scaled_scores", _Q16, _K16, holds=_is(_RAW16, 1)),
                          Probe.of("d = 9, 16 keys", "scaled_scores", _Q9, _K9, holds=_is(_RAW9, 1))),
-        "divided_by_d": (Probe.of("d = 16, 9 keys", "scaled_scores", _Q16, _K16, holds=_is(_RAW16, 1 / 16)),
-                         Probe.of("d = 9, 16 keys", "scaled_scores", _Q9, _K9, holds=_is(_RAW9, 1 / 9))),
+        "divided_by_d": (
+            Probe.of("d = 16, 9 keys", "scaled_scores", _Q16, _K16, holds=_is(_RAW16, 1 / 16)),
+            Probe.of("d = 9, 16 keys", "scaled_scores", _Q9, _K9, holds=_is(_RAW9, 1 / 9))),
         "multiplied_by_sqrt_d": (
             Probe.of("d = 16, 9 keys", "scaled_scores", _Q16, _K16, holds=_is(_RAW16, 4)),
             Probe.of("d = 9, 16 keys", "scaled_scores", _Q9, _K9, holds=_is(_RAW9, 3))),

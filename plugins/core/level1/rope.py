@@ -268,7 +268,7 @@ def _same_as(fn, x, positions, base):
     what = f"x {list(x.shape)}, positions {positions.tolist()}, base {base:g}"
     return Probe.of(what, "rope", x, positions, base=base,
                     holds=holds(lambda g, w: close(g, want) and not close(want, w)),
-                    axes=("token", "feature")[-x.ndim:] if x.ndim <= 2 else ("batch", "token", "feature"))
+                    axes=("batch", "token", "feature")[-x.ndim:])
 
 
 def _two(label, a, b, pred):
