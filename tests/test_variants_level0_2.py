@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib
 import math
-import types
 from pathlib import Path
 
 import numpy as np
