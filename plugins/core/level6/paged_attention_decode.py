@@ -324,3 +324,240 @@ PAGED_ATTENTION_DECODE = Kata(
     ),
     requires=("torch",),
 )
+
+
+# ---------------------------------------------------------------------------
+# Diagnosis by behaviour (issue 14), shared by the torch and the Triton kata: each probe
+# is a small paged batch whose output tells one mistake's family apart — right when the
+# table is the identity but wrong when shuffled; wrong only in sequences whose last block
+# is partial; wrong only in the query heads that h % H_kv and h // group disagree on.
+# Sizes are Triton-friendly (d = 16, block sizes 2 and 4), small for its interpreter.
+# ---------------------------------------------------------------------------
+
+_D = 16
+
+
+def _contig(lens, H_kv, seed, same_keys=False):
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    ks = [torch.randn(n, H_kv, _D, generator=g) for n in lens]
+    if same_keys:
+        ks = [k[:1].expand_as(k).clone() for k in ks]
+    vs = [torch.randn(n, H_kv, _D, generator=g) for n in lens]
+    return ks, vs
+
+
+def _identity_pages(ks, vs, B, shift=0):
+    """Blocks laid out in order (logical block j of the batch is physical block j + shift),
+    with one spare block (first when ``shift``); rows past each sequence's end hold noise."""
+    import torch
+
+    g = torch.Generator().manual_seed(99)
+    n_blocks = [-(-k.shape[0] // B) for k in ks]
+    total = sum(n_blocks) + 1
+    k_pages = torch.randn(total, B, *ks[0].shape[1:], generator=g) * 50
+    v_pages = torch.randn(total, B, *ks[0].shape[1:], generator=g) * 50
+    tables = torch.zeros(len(ks), max(n_blocks), dtype=torch.int32)
+    start = shift
+    for s, (k, v) in enumerate(zip(ks, vs)):
+        tables[s, :n_blocks[s]] = torch.arange(start, start + n_blocks[s], dtype=torch.int32)
+        pos = torch.arange(k.shape[0])
+        blocks = tables[s].long()[pos // B]
+        k_pages[blocks, pos % B], v_pages[blocks, pos % B] = k, v
+        start += n_blocks[s]
+    return k_pages, v_pages, tables
+
+
+def _decode_case(lens, B, H_q, H_kv, seed, layout="shuffled", same_keys=False):
+    import torch
+
+    ks, vs = _contig(lens, H_kv, seed, same_keys)
+    q = torch.randn(len(lens), H_q, _D, generator=torch.Generator().manual_seed(seed + 1))
+    if layout in ("identity", "shifted"):
+        k_pages, v_pages, tables = _identity_pages(ks, vs, B, shift=int(layout == "shifted"))
+    else:
+        k_pages, v_pages, tables = scatter_to_pages(ks, vs, B, seed=seed + 2)
+    return q, k_pages, v_pages, tables, torch.tensor(lens, dtype=torch.int32)
+
+
+def _call(entry, *case_args, **case_kw):
+    def run(ns):
+        args = _decode_case(*case_args, **case_kw)
+        dev = kernel_device() if entry.endswith("triton") else "cpu"
+        return getattr(ns, entry)(*(a.to(dev) for a in args)).cpu()
+    return run
+
+
+def _both(run1, run2):
+    from attnkata.diagnose import attempt
+    return lambda ns: (attempt(lambda: run1(ns)), attempt(lambda: run2(ns)))
+
+
+def _right_then_wrong(g, w):
+    from attnkata.diagnose import close
+    return close(g[0], w[0]) and not close(g[1], w[1])
+
+
+def _only_rows(rows, n):
+    """Wrong in every sequence of ``rows`` (somewhere) and in no other."""
+    import numpy as np
+
+    from attnkata.diagnose import wrong
+
+    def holds(g, w):
+        mask = wrong(g, w)
+        if mask is None or not mask.any():
+            return False
+        per = mask.reshape(n, -1).any(axis=1)
+        return bool(np.array_equal(np.flatnonzero(per), np.array(rows)))
+    return holds
+
+
+def _only_heads(heads, n):
+    """Wrong in every query head of ``heads`` (somewhere) and in no other."""
+    import numpy as np
+
+    from attnkata.diagnose import wrong
+
+    def holds(g, w):
+        mask = wrong(g, w)
+        if mask is None or mask.ndim != 3 or mask.shape[1] != n:
+            return False
+        return bool(np.array_equal(np.flatnonzero(mask.any(axis=(0, 2))), np.array(heads)))
+    return holds
+
+
+def _one_token_is(kind):
+    """One sequence of a single token (block size 4): its output is v of that token.
+    ``kind`` "empty": the mistake reads no key (zeros, or NaN from 0/0); "more": it reads
+    more keys than one (finite, wrong, not zero)."""
+    import numpy as np
+
+    from attnkata.diagnose import as_array, close
+
+    def holds(g, w):
+        g, w = as_array(g), as_array(w)
+        if g is None or g.shape != w.shape or close(g, w):
+            return False
+        if kind == "empty":
+            return bool(np.isnan(g).any() or np.allclose(g, 0))
+        return bool(np.isfinite(g).all() and not np.allclose(g, 0))
+    return holds
+
+
+def _on_segment(g, w):
+    """1 head, one sequence of two tokens: the output is p·v0 + (1 − p)·v1 for one weight
+    p ≠ the right one — softmax over the right keys at another temperature."""
+    import numpy as np
+
+    from attnkata.diagnose import as_array
+    _, _, v_pages, tables, _ = _decode_case([2], 2, 1, 1, 41)
+    v = v_pages[tables[0, 0].long()][:, 0].double().numpy()   # [2, d]
+    g, w = as_array(g), as_array(w)
+    if g is None or g.shape != w.shape:
+        return False
+    diff = v[0] - v[1]
+    p_got = float(np.dot(g.reshape(-1) - v[1], diff) / np.dot(diff, diff))
+    p_want = float(np.dot(w.reshape(-1) - v[1], diff) / np.dot(diff, diff))
+    on_line = np.allclose(g.reshape(-1), p_got * v[0] + (1 - p_got) * v[1], atol=1e-4)
+    return bool(on_line and abs(p_got - p_want) > 1e-3 and -1e-6 <= p_got <= 1 + 1e-6)
+
+
+def decode_probes(entry):
+    """probes= and diagnostics= for ``attach`` (both decode katas)."""
+    from attnkata.diagnose import Probe, check as holds
+
+    return dict(probes={
+        # source: DeepLink-org/dlinfer#4 ("fix block_table in paged_decode_attention") and
+        # hw-native-sys/pypto#470 (consecutive logical blocks are not adjacent physical ones)
+        "ignores_block_table": (
+            Probe("one sequence of 6 in blocks of 2 at physical 0, 1, 2, then at 1, 2, 3",
+                  _both(_call(entry, [6], 2, 2, 2, 31, layout="identity"),
+                        _call(entry, [6], 2, 2, 2, 31, layout="shifted")), holds(_right_then_wrong)),
+            Probe("one sequence of 8 in blocks of 4 at physical 0, 1, then at 1, 2",
+                  _both(_call(entry, [8], 4, 2, 1, 32, layout="identity"),
+                        _call(entry, [8], 4, 2, 1, 32, layout="shifted")), holds(_right_then_wrong)),
+        ),
+        # source: pegainfer-project/pegainfer#291 (attention reads a page past the sequence:
+        # stale K/V of an earlier owner, hidden while the pool is fresh)
+        "reads_whole_last_block": (
+            Probe("block size 4, lengths 4, 6, 8, 3: only sequences 1 and 3 end in a partial "
+                  "block", _call(entry, [4, 6, 8, 3], 4, 2, 2, 33),
+                  holds(_only_rows([1, 3], 4)), axes=("sequence", "query head", "feature")),
+            Probe("block size 4, one sequence of a single token", _call(entry, [1], 4, 2, 1, 34),
+                  holds(_one_token_is("more"))),
+        ),
+        # source: EricLBuehler/mistral.rs#552 (block counts off at the boundary:
+        # start_pos // block_size against the table's length)
+        "dropped_partial_block": (
+            Probe("block size 4, lengths 4, 6, 8, 3: only sequences 1 and 3 end in a partial "
+                  "block", _call(entry, [4, 6, 8, 3], 4, 2, 2, 33),
+                  holds(_only_rows([1, 3], 4)), axes=("sequence", "query head", "feature")),
+            Probe("block size 4, one sequence of a single token", _call(entry, [1], 4, 2, 1, 34),
+                  holds(_one_token_is("empty"))),
+        ),
+        # source: vllm-project/vllm#3586 (expand_heads: GQA by view/expand, where
+        # .repeat tiles heads h % H_kv and repeat_interleave groups them h // group)
+        "wrong_gqa_mapping": (
+            Probe("H_q = H_kv = 2 (no groups), then H_q = 4 over H_kv = 2",
+                  _both(_call(entry, [5, 3], 4, 2, 2, 35), _call(entry, [5, 3], 4, 4, 2, 35)),
+                  holds(_right_then_wrong)),
+            Probe("H_q = 4 over H_kv = 2: only query heads 1 and 2 read another KV head",
+                  _call(entry, [5, 3], 4, 4, 2, 36),
+                  holds(_only_heads([1, 2], 4)),
+                  axes=("sequence", "query head", "feature")),
+        ),
+        # source: vllm-project/vllm#3586 (a reference written with and without the
+        # 1/√d scale, compared to the kernel)
+        "forgot_scale": (
+            Probe("every key of a sequence equal (uniform weights), then random keys",
+                  _both(_call(entry, [5, 3], 4, 2, 1, 37, same_keys=True),
+                        _call(entry, [5, 3], 4, 2, 1, 37)), holds(_right_then_wrong)),
+            Probe("one head, two tokens in one block: the output lies between v0 and v1 at "
+                  "another weight", _call(entry, [2], 2, 1, 1, 41), holds(_on_segment)),
+        ),
+    }, diagnostics=(
+        Probe("block size 4, lengths 1, 4, 6, 9 over 4 query heads and 2 KV heads",
+              _call(entry, [1, 4, 6, 9], 4, 4, 2, 38), axes=("sequence", "query head", "feature")),
+    ))
+
+
+from attnkata.diagnose import attach  # noqa: E402
+
+PAGED_ATTENTION_DECODE = attach(PAGED_ATTENTION_DECODE, **decode_probes("paged_attention_decode"))
+
+
+def _blockwise_online(q, k_pages, v_pages, block_tables, seq_lens):
+    """Correct, other way: walks the table block by block with an online softmax (as the
+    kernel does), heads expanded with repeat_interleave."""
+    import torch
+
+    S, H_q, d = q.shape
+    bs, H_kv = k_pages.shape[1], k_pages.shape[2]
+    out = torch.empty(S, H_q, d, dtype=torch.float64)
+    for s in range(S):
+        n = int(seq_lens[s])
+        m = torch.full((H_q,), -math.inf, dtype=torch.float64)
+        l = torch.zeros(H_q, dtype=torch.float64)
+        acc = torch.zeros(H_q, d, dtype=torch.float64)
+        for j in range(-(-n // bs)):
+            rows = min(bs, n - j * bs)
+            b = int(block_tables[s, j])
+            k = k_pages[b, :rows].double().repeat_interleave(H_q // H_kv, dim=1)
+            v = v_pages[b, :rows].double().repeat_interleave(H_q // H_kv, dim=1)
+            x = torch.einsum("hd,rhd->hr", q[s].double(), k) / math.sqrt(d)
+            m_new = torch.maximum(m, x.max(-1).values)
+            p = torch.exp(x - m_new[:, None])
+            alpha = torch.exp(m - m_new)
+            l = l * alpha + p.sum(-1)
+            acc = acc * alpha[:, None] + torch.einsum("hr,rhd->hd", p, v)
+            m = m_new
+        out[s] = acc / l[:, None]
+    return out.to(q.dtype)
+
+
+from attnkata import Fake  # noqa: E402
+
+PAGED_ATTENTION_DECODE = attach(PAGED_ATTENTION_DECODE, variants=(
+    Fake("blockwise_online_softmax", {"paged_attention_decode": _blockwise_online}),))

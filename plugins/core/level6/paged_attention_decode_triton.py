@@ -65,3 +65,12 @@ PAGED_ATTENTION_DECODE_TRITON = Kata(
            "shapes": {"S": 32, "H_q": 32, "H_kv": 8, "d": 128, "block_size": 16,
                       "seq_len": 4096, "dtype": "float16"}},
 )
+
+
+# Diagnosis by behaviour (issue 14): the torch kata's probes, at sizes the kernel takes
+# (d = 16, block sizes 2 and 4, float32), run on the learner's kernel.
+from attnkata.diagnose import attach  # noqa: E402
+
+from .paged_attention_decode import decode_probes  # noqa: E402
+
+PAGED_ATTENTION_DECODE_TRITON = attach(PAGED_ATTENTION_DECODE_TRITON, **decode_probes(ENTRY))
