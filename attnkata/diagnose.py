@@ -530,6 +530,7 @@ class Diagnosis:
     named: list[Evidence] = field(default_factory=list)    # best first
     closest: Evidence | None = None
     where: list[str] = field(default_factory=list)         # localisation, when nothing is named
+    note: str = ""                                         # why probing stopped, if it did
 
     @property
     def misconceptions(self) -> list[Any]:

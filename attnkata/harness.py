@@ -429,6 +429,9 @@ class Ctx:
         diagnosis = rank(evidence)
         if not diagnosis.named:
             diagnosis.where = self._where(pool)
+        stopped = _outcomes_for(self.kata.id, self.target).get("stopped")
+        if stopped:
+            diagnosis.note = stopped
         return diagnosis
 
     def _probe_outcome(self, probe: Any) -> Any:
@@ -441,8 +444,10 @@ class Ctx:
             try:
                 with self._limit(f"diagnosis: {probe.what}"), np.errstate(all="ignore"):
                     cache[id(probe)] = probe.run(self.target)
-            except (WorkerGone, Abort):
-                cache["stopped"] = True
+            except (WorkerGone, Abort) as exc:
+                text = getattr(exc, "message", str(exc))
+                cache["stopped"] = (f"diagnosis stopped: the code did not finish, or ended its "
+                                    f"worker, on {probe.what}: {text}")[:600]
                 return _NO_VALUE
             except Exception as exc:  # learner code raising on a probe is evidence too
                 cache[id(probe)] = _raised(exc)
@@ -563,10 +568,12 @@ def _diagnosis_lines(d: Diagnosis) -> list[str]:
         for other in d.named[1:]:
             lines.append(f"  (also consistent with \"{other.misconception.name}\" "
                          f"[{other.misconception.id}])")
-        return lines
+        return lines + ([d.note] if d.note else [])
     if d.closest is not None:
         lines.append(describe_closest(d.closest))
     if d.where:
         lines.append("Where it goes wrong, on the diagnosis inputs:")
         lines += [f"  {w}" for w in d.where]
+    if d.note:
+        lines.append(d.note)
     return lines

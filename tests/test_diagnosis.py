@@ -495,3 +495,20 @@ def test_where_points_at_the_output_that_differs():
     got[1][3, 1:3] = 1
     line = where_wrong(probe, got, want)
     assert "wrong in 2 of 20 entries" in line and "row 3 of 0–3" in line and "column 1–2 of 0–4" in line
+
+
+def test_a_probe_that_hangs_stops_the_diagnosis_and_says_so():
+    """The probe on x = -1 sleeps past the kata's timeout: the failure keeps its own
+    message (and the name reproduction gives) and says which probe input did not finish."""
+    import time
+
+    def slow_on_one_entry(x):
+        if len(x) == 1:
+            time.sleep(5)
+        return x * 3
+
+    kata = attach(TOY, probes={})
+    ctx = Ctx(kata, types.SimpleNamespace(double=slow_on_one_entry), TOY_REF, timeout=0.3)
+    with pytest.raises(KataFailure) as caught:
+        ctx.expect("double", np.arange(1.0, 5.0))
+    assert "diagnosis stopped" in caught.value.message and "x = -1" in caught.value.message
