@@ -547,3 +547,49 @@ KV_CACHE = attach(KV_CACHE, probes={
               _holds(lambda g, w: g[2] == "float16" and w[2] == "float64")),
     ),
 })
+
+
+# == diagnosis by behaviour, levels 0-2 (issue 14) ==
+# What the example above lacked: a "where" diagnostic (which head, which token position
+# of the cache is wrong when no misconception is named) and a correct variant that
+# stores tokens differently (token-major, growing ×1.5), so selfcheck proves no probe
+# fires on a correct cache whose layout is not the reference's.
+
+class _TokenMajorViews:
+    """A correct variant: a [capacity, H, d] buffer grown ×1.5, read as transposed views."""
+
+    def __init__(self, n_heads, head_dim, dtype=np.float32):
+        self.dtype = np.dtype(dtype)
+        self._k = np.empty((8, n_heads, head_dim), self.dtype)
+        self._v = np.empty_like(self._k)
+        self._n = 0
+
+    def __len__(self):
+        return self._n
+
+    def append(self, k, v):
+        t = k.shape[1]
+        if self._n + t > self._k.shape[0]:
+            cap = max(self._n + t, int(self._k.shape[0] * 1.5) + 1)
+            for name in ("_k", "_v"):
+                old = getattr(self, name)
+                new = np.empty((cap, *old.shape[1:]), self.dtype)
+                new[:self._n] = old[:self._n]
+                setattr(self, name, new)
+        self._k[self._n:self._n + t] = np.swapaxes(k, 0, 1)
+        self._v[self._n:self._n + t] = np.swapaxes(v, 0, 1)
+        self._n += t
+
+    keys = property(lambda self: np.swapaxes(self._k[:self._n], 0, 1))
+    values = property(lambda self: np.swapaxes(self._v[:self._n], 0, 1))
+
+
+KV_CACHE = attach(
+    KV_CACHE,
+    diagnostics=(
+        Probe("appends of 2, 1 and 3 tokens with distinct values (2 heads, d = 4): keys",
+              lambda ns: _filled(ns, [2, 1, 3])[1], axes=("head", "token", "feature")),
+    ),
+    variants=(Fake("token_major_views", {"KVCache": _TokenMajorViews}),),
+)
+# == end of diagnosis by behaviour, levels 0-2 ==
