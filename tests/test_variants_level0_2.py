@@ -597,3 +597,21 @@ def test_unmodelled_causal_mistake_says_which_query():
     assert failed and not any(r.misconception_ids for r in failed)
     assert any("query 2 of 0–2" in r.message and "key 0 of 0–5" in r.message for r in failed), \
         failed[0].message
+
+
+def test_unmodelled_cache_mistake_says_which_token():
+    k, ref = _kata(2, "kv_cache")
+
+    class FourthTokenLost(_DoublingCache):
+        """Head 1 of the 4th token stored is never written (a slicing slip)."""
+
+        def append(self, k, v):
+            t0 = self._t
+            super().append(k, v)
+            if t0 <= 3 < self._t and self._k.shape[0] > 1:
+                self._k[1, 3] = 0
+
+    failed = [r for r in verdicts(k, ref, {"KVCache": FourthTokenLost}) if r.outcome == FAILED]
+    assert failed and not any(r.misconception_ids for r in failed)
+    assert any("head 1 of 0–1" in r.message and "token 3 of 0–5" in r.message for r in failed), \
+        failed[0].message
