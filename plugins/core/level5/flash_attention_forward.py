@@ -466,3 +466,54 @@ FLASH_ATTENTION_FORWARD = attach(
         ),
     },
 )
+
+
+# ---------------------------------------------------------------------------
+# row_stride_ignored: right on packed tensors, wrong on views of the same values (issue
+# 14's non-contiguous inputs).  The same q, k, v are passed packed, then as views.
+# ---------------------------------------------------------------------------
+
+def _heads_interleaved(t: Any) -> Any:
+    """The same values laid out as [B, N, H, d] memory, viewed as [B, H, N, d]."""
+    return t.transpose(1, 2).contiguous().transpose(1, 2)
+
+
+def _features_sliced(t: Any) -> Any:
+    """The same values as features 0:d of a buffer twice as wide."""
+    import torch
+
+    big = torch.zeros(*t.shape[:-1], 2 * t.shape[-1], dtype=t.dtype, device=t.device)
+    big[..., :t.shape[-1]] = t
+    return big[..., :t.shape[-1]]
+
+
+_STRIDED = _Lazy(lambda: Case(1, 4, 2, 20, 16, "float32", True, None, 1.0, 54).tensors())
+
+
+def _packed_then(view: Any) -> Any:
+    def run(ns):
+        packed = attempt(lambda: getattr(ns, ENTRY)(*copy.deepcopy(_STRIDED()), causal=True))
+        viewed = attempt(lambda: getattr(ns, ENTRY)(*(view(t) for t in _STRIDED()), causal=True))
+        return packed, viewed
+    return run
+
+
+_packed_right_view_wrong = _holds(lambda g, w: close(g[0][0], w[0][0], _T32)
+                                  and close(g[0][1], w[0][1], _T32)
+                                  and not close(g[1][0], w[1][0], _T32))
+
+FLASH_ATTENTION_FORWARD = attach(
+    FLASH_ATTENTION_FORWARD,
+    probes={
+        # source: flagos-ai/FlagAttention#1 (a kernel that assumed C-contiguous o and do:
+        # fixed by passing every stride); Triton's fused-attention tutorial passes them all
+        "row_stride_ignored": (
+            Probe("GQA 4:2, causal, N = 20: packed q, k, v, then the same values as "
+                  "[B, N, H, d] memory (heads interleaved)", _packed_then(_heads_interleaved),
+                  _packed_right_view_wrong, tol=_T32),
+            Probe("the same packed, then as features 0:16 of a 32-wide buffer",
+                  _packed_then(_features_sliced), _packed_right_view_wrong, tol=_T32),
+        ),
+    },
+    diagnostics=(_probe("GQA 4:2, causal, N = 20", _STRIDED, None, causal=True),),
+)
