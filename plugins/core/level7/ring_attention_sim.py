@@ -215,3 +215,212 @@ RING_ATTENTION_SIM = Kata(
     fakes=(Fake("mutate_shards", {"ring_attention_sim": _mutating_sim}),),
     generic_fakes=("zeros", "echo", "constant", "random"),
 )
+
+
+# ---------------------------------------------------------------------------
+# Diagnosis by behaviour (issue 14): small rings (P = 3 or 4, float64) whose outputs,
+# shard by shard, are known in closed form under each mistake's family: values from the
+# rank's own block only; the plain mean of per-block partials; a mask of local positions;
+# every block but one; exp overflowing at large scores.
+# ---------------------------------------------------------------------------
+
+from attnkata.diagnose import Probe, attach, attempt, check as _holds, close, finite  # noqa: E402
+
+
+def _case(P, n=4, d=4, seed=71, scale=1.0, dtype="float64", same_k=False, same_v=False):
+    import torch
+
+    q, k, v = full_qkv(P, n, d, (2,), dtype, scale, seed)
+    if same_k:   # every shard's K block is shard 0's
+        k = k[..., :n, :].repeat(1, P, 1)
+    if same_v:   # every token has the same value vector
+        v = v[..., :1, :].expand_as(v).clone()
+    return q, k, v
+
+
+def _shards(x, P):
+    return T.shard(x, P, "contiguous")
+
+
+def _run_sim(P, causal=False, **kw):
+    def run(ns):
+        import torch
+
+        q, k, v = _case(P, **kw)
+        out = ns.ring_attention_sim(_shards(q, P), _shards(k, P), _shards(v, P), causal=causal)
+        return torch.stack([o.double() for o in out])   # [P, 2, n, d]
+    return run
+
+
+def _pair(a, b):
+    return lambda ns: (attempt(lambda: a(ns)), attempt(lambda: b(ns)))
+
+
+def _right_wrong(g, w):
+    return close(g[0], w[0]) and not close(g[1], w[1])
+
+
+def _masked(q, k, v, mask=None):
+    import torch
+
+    s = (q.double() @ k.double().transpose(-1, -2)) / q.shape[-1] ** 0.5
+    if mask is not None:
+        s = s.masked_fill(~mask, float("-inf"))
+    return torch.softmax(s, -1) @ v.double()
+
+
+def _is_model(P, model, **kw):
+    """Holds when the stacked outputs equal ``model(q, k, v, P)`` (and are wrong)."""
+    def holds(g, w):
+        import torch
+
+        q, k, v = _case(P, **kw)
+        want = torch.stack(model(q, k, v, P))
+        return not close(g, w) and close(g, want.numpy(), (1e-6, 1e-8))
+    return _holds(holds)
+
+
+def _own_values(q, k, v, P):
+    """Full softmax weights over every key, applied to the rank's own V block repeated."""
+    qs, vs = _shards(q, P), _shards(v, P)
+    return [_masked(qs[r], k, vs[r].repeat(1, P, 1)) for r in range(P)]
+
+
+def _own_block(q, k, v, P):
+    qs, ks, vs = (_shards(x, P) for x in (q, k, v))
+    return [_masked(qs[r], ks[r], vs[r]) for r in range(P)]
+
+
+def _fixed_weights(P, **kw):
+    """Each rank's output is Σ_j c_j·o_j over its per-block partials o_j, with weights c_j
+    shared by every query row (they ignore each block's softmax mass), and wrong."""
+    def holds(g, w):
+        import numpy as np
+
+        q, k, v = _case(P, **kw)
+        qs, ks, vs = (_shards(x, P) for x in (q, k, v))
+        if close(g, w):
+            return False
+        for r in range(P):
+            parts = np.stack([_masked(qs[r], ks[j], vs[j]).numpy().reshape(-1) for j in range(P)], 1)
+            target = np.asarray(g[r], dtype=np.float64).reshape(-1)
+            c, *_ = np.linalg.lstsq(parts, target, rcond=None)
+            if not np.allclose(parts @ c, target, atol=1e-6):
+                return False
+        return True
+    return _holds(holds)
+
+
+def _local_mask(q, k, v, P):
+    import torch
+
+    n = q.shape[-2] // P
+    i = torch.arange(P * n) % n
+    mask = i[None, :] <= i[:, None]
+    return _shards(_masked(q, k, v, mask), P)
+
+
+def _all_but_one(P, **kw):
+    """Each rank's output is attention over every block except one (any one)."""
+    def holds(g, w):
+        import torch
+
+        q, k, v = _case(P, **kw)
+        n = q.shape[-2] // P
+        if close(g, w):
+            return False
+        for r, qr in enumerate(_shards(q, P)):
+            options = []
+            for miss in range(P):
+                keep = torch.ones(P * n, dtype=torch.bool)
+                keep[miss * n:(miss + 1) * n] = False
+                options.append(_masked(qr, k[..., keep, :], v[..., keep, :]))
+            if not any(close(g[r], o.numpy(), (1e-6, 1e-8)) for o in options):
+                return False
+        return True
+    return _holds(holds)
+
+
+RING_ATTENTION_SIM = attach(RING_ATTENTION_SIM, probes={
+    # source: zhuzilin/ring-flash-attention and lucidrains/ring-attention-pytorch pass k and v
+    # as one buffer round the ring; the slip is rotating one tensor of the pair
+    "v_stays_home": (
+        Probe("P = 3, no mask, random q, k, v: each shard's output", _run_sim(3),
+              _is_model(3, _own_values)),
+        Probe("P = 3, every shard's K block the same: each shard's output", _run_sim(3, same_k=True),
+              _is_model(3, _own_block, same_k=True)),
+    ),
+    # source: liu-2023-ring and zhuzilin/ring-flash-attention's update_out_and_lse: partial
+    # outputs are weighted by their log-sum-exp; a plain or running average (any weights
+    # that ignore each block's softmax mass) is the slip
+    "averaged_partials": (
+        Probe("P = 3, no mask: each shard's output against its per-block partials",
+              _run_sim(3, seed=72), _fixed_weights(3, seed=72)),
+        Probe("P = 4, no mask: each shard's output against its per-block partials",
+              _run_sim(4, seed=77), _fixed_weights(4, seed=77)),
+    ),
+    # source: feifeibear/long-context-attention#53 and pytorch/pytorch#141622 (the causal
+    # mask of a shard must use the tokens' global positions, which depend on the layout)
+    "local_positions": (
+        Probe("P = 3: no mask, then causal", _pair(_run_sim(3), _run_sim(3, causal=True)),
+              _holds(_right_wrong)),
+        Probe("P = 3, causal: each shard's output", _run_sim(3, causal=True, seed=73),
+              _is_model(3, _local_mask, seed=73)),
+    ),
+    # source: zhuzilin/ring-flash-attention#39 (a mismatched number of send/recv rounds
+    # between ranks)
+    "one_hop_short": (
+        Probe("P = 3, no mask: every rank misses one block", _run_sim(3, seed=74),
+              _all_but_one(3, seed=74)),
+        Probe("P = 4, no mask: every rank misses one block", _run_sim(4, seed=75),
+              _all_but_one(4, seed=75)),
+    ),
+    # source: Dao-AILab/flash-attention's lse merge (out = exp(lse_i − lse)·out_i): merging
+    # with exp(lse_i) unshifted overflows
+    "unshifted_merge": (
+        Probe("P = 3, float64: scores near 1, then scores near 900",
+              _pair(_run_sim(3), _run_sim(3, scale=30.0)),
+              _holds(lambda g, w: close(g[0], w[0]) and not finite()(g[1], w[1]))),
+        Probe("P = 3, float32, scores near 100", _run_sim(3, scale=10.0, dtype="float32"),
+              _holds(lambda g, w: not finite()(g, w))),
+    ),
+    # source: zhuzilin/ring-flash-attention (send to rank + 1, receive from rank − 1): the
+    # opposite direction is a valid ring that disagrees with the kata's schedule
+    "schedule_backwards": (
+        Probe.of("rotation_schedule(3)", "rotation_schedule", 3,
+                 holds=_holds(lambda g, w: [list(r) for r in g] ==
+                              [[(r + t) % 3 for r in range(3)] for t in range(3)])),
+        Probe.of("rotation_schedule(5)", "rotation_schedule", 5,
+                 holds=_holds(lambda g, w: [list(r) for r in g] ==
+                              [[(r + t) % 5 for r in range(5)] for t in range(5)])),
+    ),
+}, diagnostics=(
+    Probe("P = 4, causal, contiguous shards: each rank's output", _run_sim(4, causal=True, seed=76),
+          axes=("rank", "batch", "query", "feature")),
+    Probe.of("rotation_schedule(4)", "rotation_schedule", 4, axes=("step", "rank")),
+))
+
+
+def _gather_then_softmax(q_shards, k_shards, v_shards, causal=False, layout="contiguous"):
+    """Correct, other way: each rank collects the blocks as they arrive and runs one softmax
+    over all of them at the end (memory O(P·n), no merge)."""
+    import torch
+
+    P = len(q_shards)
+    n = q_shards[0].shape[-2]
+    out = []
+    for r in range(P):
+        order = [(r - t) % P for t in range(P)]
+        k = torch.cat([k_shards[j] for j in order], -2)
+        v = torch.cat([v_shards[j] for j in order], -2)
+        mask = None
+        if causal:
+            qp = T.positions(r, P, n, layout)
+            kp = torch.cat([T.positions(j, P, n, layout) for j in order])
+            mask = kp[None, :] <= qp[:, None]
+        out.append(_masked(q_shards[r], k, v, mask).to(q_shards[r].dtype))
+    return out
+
+
+RING_ATTENTION_SIM = attach(RING_ATTENTION_SIM, variants=(
+    Fake("gather_then_softmax", {"ring_attention_sim": _gather_then_softmax}),))
