@@ -208,3 +208,97 @@ ZIGZAG_SHARDS = Kata(
     ),
     requires=("torch",),
 )
+
+
+# ---------------------------------------------------------------------------
+# Diagnosis by behaviour (issue 14): shard arange(2P·c) and read which chunks each rank
+# got, in which order — the family of each pairing mistake is a rule on chunk numbers.
+# ---------------------------------------------------------------------------
+
+from attnkata.diagnose import Probe, Raised, attach, check as _holds  # noqa: E402
+
+
+def _chunks_of(P, c, dim=0):
+    """zigzag_shards of positions 0 … 2P·c − 1: each rank's chunk numbers, in order."""
+    def run(ns):
+        import torch
+
+        n = 2 * P * c
+        x = torch.arange(n) if dim == 0 else torch.arange(n).repeat(2, 1)
+        out = ns.zigzag_shards(x, P, dim)
+        rows = [s if dim == 0 else s[0] for s in out]
+        return [[int(p) // c for p in r.tolist()[::c]] for r in rows]
+    return run
+
+
+def _rule(pairing):
+    """Holds when every rank r holds exactly the chunks ``pairing(r, P)``, in that order."""
+    def holds(g, w):
+        if isinstance(g, Raised) or g == w:
+            return False
+        P = len(w)
+        return [list(r) for r in g] == [list(pairing(r, P)) for r in range(P)]
+    return _holds(holds)
+
+
+def _uneven(n, P):
+    def run(ns):
+        import torch
+
+        from attnkata.diagnose import attempt
+
+        out = attempt(lambda: ns.zigzag_shards(torch.arange(n), P, 0))
+        return out if isinstance(out, Raised) else [len(s) for s in out]
+    return run
+
+
+ZIGZAG_SHARDS = attach(ZIGZAG_SHARDS, probes={
+    # source: feifeibear/long-context-attention#53 (which chunks a rank holds under zigzag:
+    # the partner of chunk r is the mirror in the whole sequence of 2P chunks)
+    "mirror_in_first_half": (
+        Probe("P = 4, chunks of 1: each rank's chunks", _chunks_of(4, 1),
+              _rule(lambda r, P: (r, P - 1 - r)), axes=("rank", "chunk")),
+        Probe("P = 3, chunks of 2: each rank's chunks", _chunks_of(3, 2),
+              _rule(lambda r, P: (r, P - 1 - r))),
+    ),
+    # source: jzhang38/EasyContext#57 (zigzag chunking from torch.chunk; indexing the mirror
+    # as chunks[-r] hands rank 0 its own chunk twice)
+    "mirror_off_by_one": (
+        Probe("P = 4, chunks of 1: each rank's chunks", _chunks_of(4, 1),
+              _rule(lambda r, P: (r, (2 * P - r) % (2 * P)))),
+        Probe("P = 3, chunks of 2: each rank's chunks", _chunks_of(3, 2),
+              _rule(lambda r, P: (r, (2 * P - r) % (2 * P)))),
+    ),
+    # source: zhuzilin/ring-flash-attention's test_zigzag_ring_flash_attn_func (chunk r then
+    # chunk 2P − 1 − r; the positions a rank derives follow that order)
+    "mirror_first": (
+        Probe("P = 4, chunks of 1: each rank's chunks", _chunks_of(4, 1),
+              _rule(lambda r, P: (2 * P - 1 - r, r))),
+        Probe("P = 2, chunks of 3, along dim 1 of a [2, 12] tensor", _chunks_of(2, 3, dim=1),
+              _rule(lambda r, P: (2 * P - 1 - r, r))),
+    ),
+    # source: lucidrains/ring-attention-pytorch#20 ("is it just another way to permute the
+    # sequence?"): striping (Striped Attention, Brandon et al. 2023) mixed up with zigzag
+    "striped": (
+        Probe("P = 4, chunks of 1: each rank's chunks", _chunks_of(4, 1),
+              _rule(lambda r, P: (r, P + r))),
+        Probe("P = 3, chunks of 2: each rank's chunks", _chunks_of(3, 2),
+              _rule(lambda r, P: (r, P + r))),
+    ),
+    # source: pytorch/pytorch#141622 (context parallel without load balancing: contiguous
+    # shards under a causal mask)
+    "contiguous_split": (
+        Probe("P = 4, chunks of 1: each rank's chunks", _chunks_of(4, 1),
+              _rule(lambda r, P: (2 * r, 2 * r + 1))),
+        Probe("P = 3, chunks of 2: each rank's chunks", _chunks_of(3, 2),
+              _rule(lambda r, P: (2 * r, 2 * r + 1))),
+    ),
+    # source: jzhang38/EasyContext#57 (a length not divisible by 2·world_size fails later
+    # with a cryptic size mismatch instead of a clear error)
+    "uneven_allowed": (
+        Probe("arange(6) into P = 2 (6 tokens, 4 chunks)", _uneven(6, 2),
+              _holds(lambda g, w: not isinstance(g, Raised))),
+        Probe("arange(10) into P = 3", _uneven(10, 3),
+              _holds(lambda g, w: not isinstance(g, Raised))),
+    ),
+})
