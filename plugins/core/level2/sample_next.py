@@ -76,7 +76,8 @@ def sample_frequencies(ctx):
         show = {"float_kind": lambda x: f"{x:.3f}"}
         problem = Mismatch(summary, (f"expected  {np.array2string(want, formatter=show)}",
                                      f"got       {np.array2string(got, formatter=show)}"))
-        raise ctx.failure(f"{DRAWS} × {what}", problem, _diagnose(ctx, kw, got))
+        found = _diagnose(ctx, kw, got)      # matched by frequencies; probes weigh in too
+        raise ctx.failure(f"{DRAWS} × {what}", problem, found, ctx.explain(found))
 
 
 def _diagnose(ctx, kw, got):
@@ -311,6 +312,13 @@ SAMPLE_NEXT = attach(
         ),
     },
     raises={"choice_unnormalised": (("ValueError", "sum to 1"),)},
+    diagnostics=(
+        Probe(f"{DRAWS} draws at temperature 1.5, top_k = 6: frequency per token "
+              f"(±0.035 is sampling noise)",
+              lambda ns: _freqs(measure(ns, __name__, "draws", (909,), DRAWS,
+                                        {"temperature": 1.5, "top_k": 6})[0]),
+              axes=("token",), tol=(0.0, 0.035)),
+    ),
     variants=(
         Fake("inverse_cdf", {"sample_next": lambda logits, rng, temperature=1.0, top_k=None,
                              top_p=None: _inverse_cdf(logits, rng, temperature, top_k, top_p)}),
