@@ -615,3 +615,19 @@ def test_unmodelled_cache_mistake_says_which_token():
     assert failed and not any(r.misconception_ids for r in failed)
     assert any("head 1 of 0–1" in r.message and "token 3 of 0–5" in r.message for r in failed), \
         failed[0].message
+
+
+def test_unmodelled_sampler_mistake_says_which_tokens():
+    k, ref = _kata(2, "sample_next")
+
+    def never_token_one(logits, rng, temperature=1.0, top_k=None, top_p=None):
+        p = _filtered(logits, temperature, top_k, top_p)
+        if p.size > 1 and p[1] < 1:
+            p = np.where(np.arange(p.size) == 1, 0.0, p)          # token 1 silently banned
+        return int(rng.choice(p.size, p=p / p.sum()))
+
+    failed = [r for r in verdicts(k, ref, {"sample_next": never_token_one}) if r.outcome == FAILED]
+    assert failed and not any(r.misconception_ids for r in failed)
+    # token 1 never drawn, so tokens 0 and 6 are drawn too often (same seed, same draws)
+    assert any("frequency per token" in r.message and "token 0–1, 6 of 0–7" in r.message
+               for r in failed), failed[0].message
