@@ -130,6 +130,15 @@ def _sm_correct_take(x, axis=-1):
     return np.moveaxis(np.divide(e, t, out=np.zeros_like(e), where=t > 0), -1, axis)
 
 
+def _sm_max_but_nan_rows(x, axis=-1):
+    """Subtracts each row's max (stable), but an all −inf row is −inf − (−inf) = NaN: the
+    issue's case once named "no max subtraction"."""
+    z = np.moveaxis(x, axis, -1)
+    e = np.exp(z - z.max(axis=-1)[..., None])
+    return np.moveaxis(e / e.sum(axis=-1)[..., None], -1, axis)
+
+
+mistake(0, "softmax", "nan_on_empty_rows", "max_subtracted_nan_rows", softmax=_sm_max_but_nan_rows)
 mistake(0, "softmax", "global_max", "amax_guarded", softmax=_sm_global_guarded)
 mistake(0, "softmax", "global_max", "max_of_finite_entries", softmax=_sm_global_finite)
 mistake(0, "softmax", "no_keepdims", "sum_without_keepdims", softmax=_sm_no_keepdims_max_too)
@@ -463,6 +472,26 @@ mistake(2, "next_token_probs", "top_p_drops_crossing", "cumsum_at_most_p",
         next_token_probs=_ntp_cumsum_le)
 mistake(2, "next_token_probs", "top_p_drops_crossing", "stop_before_exceeding",
         next_token_probs=_ntp_loop_until_exceeds)
+def _ntp_cumsum_below_unguarded(logits, temperature=1.0, top_k=None, top_p=None):
+    """cumsum < p with no keep-one guard: drops the crossing token, and when the top token
+    alone exceeds p nothing is kept and 0/0 gives NaN (the issue's case that surfaced as a
+    bare NaN with a generic hint)."""
+    z = logits.astype(np.float64) / temperature
+    if top_k is not None and top_k < z.size:
+        z = np.where(z >= np.sort(z)[-top_k], z, -np.inf)
+    p = np.exp(z - z.max())
+    p /= p.sum()
+    if top_p is not None:
+        order = np.argsort(-p, kind="stable")
+        mask = np.zeros(p.size, bool)
+        mask[order[np.cumsum(p[order]) < top_p]] = True
+        p = np.where(mask, p, 0)
+        p = p / p.sum()
+    return p.astype(logits.dtype)
+
+
+mistake(2, "next_token_probs", "top_p_drops_crossing", "cumsum_below_p_nan",
+        next_token_probs=_ntp_cumsum_below_unguarded)
 mistake(2, "next_token_probs", "top_p_inverted", "mass_before_below_one_minus_p",
         next_token_probs=_ntp_remove_above_one_minus)
 correct(2, "next_token_probs", "mass_before_below_p", next_token_probs=_ntp_correct)
