@@ -512,3 +512,23 @@ def test_a_probe_that_hangs_stops_the_diagnosis_and_says_so():
     with pytest.raises(KataFailure) as caught:
         ctx.expect("double", np.arange(1.0, 5.0))
     assert "diagnosis stopped" in caught.value.message and "x = -1" in caught.value.message
+
+
+def test_selfcheck_proofs_can_fail():
+    """silence fails on a probe that holds for correct code; probe_naming fails when a
+    misconception's own probe does not hold on its modelled implementation."""
+    from attnkata.diagnose import is_right
+    from attnkata.selfcheck import probe_naming, silence_verdicts
+
+    bad = attach(TOY, probes={"tripled": (Probe.of("x = 2", "double", np.array([2.0]),
+                                                   holds=is_right()),)})
+    (verdict,) = silence_verdicts(bad, TOY_REF)
+    assert not verdict.ok and "fires on the reference" in verdict.detail
+    assert silence_verdicts(TOY, TOY_REF)[0].ok
+
+    wrong_probe = attach(TOY, probes={"tripled": (Probe.of("x = 5", "double", np.array([5.0]),
+                                                           holds=equals(np.array([11.0]))),)})
+    m = next(m for m in wrong_probe.misconceptions if m.id == "tripled")
+    ok, why = probe_naming(wrong_probe, m, TOY_REF)
+    assert not ok and "does not hold" in why
+    assert probe_naming(TOY, TOY.misconceptions[0], TOY_REF)[0]
