@@ -210,3 +210,167 @@ FLASH_ATTENTION_BACKWARD = Kata(
            "dtypes": ["bfloat16", "float16"], "causal": [False, True],
            "flops": "10 * B * H_q * N**2 * d (2.5x the forward; halved when causal)"},
 )
+
+
+# ---------------------------------------------------------------------------
+# Diagnosis by behaviour (docs/DIAGNOSIS.md): inputs built on first use (torch is imported
+# lazily) on which each wrong backward shows its own signature — equal value rows (dS must
+# vanish), all scores equal (P = 1/N), MHA vs GQA, sm_scale = 1 vs 0.3, causal or not —
+# and the wrong formula itself, computed in float64 here.
+# ---------------------------------------------------------------------------
+
+import copy  # noqa: E402
+import math  # noqa: E402
+
+from attnkata.diagnose import (Probe, Raised, all_of, attach, attempt, check as _holds,  # noqa: E402
+                               close, pick, scaled)
+
+from .common import kv_heads  # noqa: E402
+
+_TB = BWD_TOL["float32"]
+
+
+class _Lazy:
+    def __init__(self, build: Any):
+        self.build, self.value = build, None
+
+    def __call__(self) -> Any:
+        if self.value is None:
+            self.value = self.build()
+        return self.value
+
+
+def _inputs(h_q: int, h_kv: int, causal: bool, sm_scale: float | None = None, seed: int = 70,
+            flat_v: bool = False, zero_k: bool = False) -> Any:
+    def build():
+        case = Case(1, h_q, h_kv, 17, 16, "float32", causal, sm_scale, 1.0, seed)
+        q, k, v, do = case.tensors(with_do=True)
+        if flat_v:
+            v = v[:, :, :1].expand_as(v).contiguous()
+        if zero_k:
+            k = k * 0
+        o, lse = as_outputs(q, *attention64(q, k, v, causal, sm_scale))
+        return (q, k, v, o, lse, do), {"causal": causal, "sm_scale": sm_scale}
+    return _Lazy(build)
+
+
+_GQA = _inputs(4, 2, False)
+_GQA_CAUSAL = _inputs(4, 2, True)
+_MHA = _inputs(2, 2, False)
+_MQA = _inputs(4, 1, False, seed=71)
+_FLAT_V = _inputs(2, 1, False, flat_v=True)
+_ZERO_K = _inputs(2, 1, False, zero_k=True)
+_SCALE1 = _inputs(2, 1, False, sm_scale=1.0)
+_SCALE03 = _inputs(2, 1, False, sm_scale=0.3)
+
+
+def _call(inputs: Any) -> Any:
+    def run(ns):
+        args, kw = inputs()
+        return getattr(ns, ENTRY)(*copy.deepcopy(args), **kw)
+    return run
+
+
+def _pair(first: Any, second: Any) -> Any:
+    return lambda ns: (attempt(lambda: _call(first)(ns)), attempt(lambda: _call(second)(ns)))
+
+
+def _right(g: Any, w: Any, which=(0, 1, 2)) -> bool:
+    return not isinstance(g, Raised) and all(close(g[i], w[i], _TB) for i in which)
+
+
+def _wrong(g: Any, w: Any, which: tuple) -> bool:
+    return not isinstance(g, Raised) and all(not close(g[i], w[i], _TB) for i in which)
+
+
+def _formula(inputs: Any, **flags: Any) -> Any:
+    """The output equals ``grads64(**flags)`` (one wrong formula) on ``inputs`` and is wrong."""
+    def fn(g, w):
+        args, kw = inputs()
+        want = grads64(*args, **kw, **flags)
+        return (not isinstance(g, Raised) and all(close(a, b, _TB) for a, b in zip(g, want))
+                and not _right(g, w))
+    return _holds(fn)
+
+
+def _one_head_share(inputs: Any) -> Any:
+    """dq right; each KV head's dv is the share of ONE query head of its group (whichever)."""
+    def fn(g, w):
+        if isinstance(g, Raised) or not close(g[0], w[0], _TB) or close(g[2], w[2], _TB):
+            return False
+        (q, k, v, o, lse, do), kw = inputs()
+        heads = kv_heads(q, k)
+        per_head = grads64(q, k[:, heads], v[:, heads], o, lse, do, **kw)[2]   # [B, H_q, N, d]
+        G = q.shape[1] // k.shape[1]
+        return all(any(close(g[2][:, j], per_head[:, j * G + i], _TB) for i in range(G))
+                   for j in range(k.shape[1]))
+    return _holds(fn)
+
+
+def _lse_units_mixed(q, k, v, o, lse, do, causal=False, sm_scale=None):
+    """P rebuilt with exp2 from a natural-log lse: exp(s − lse·ln 2), not exp(s − lse)."""
+    return grads64(q, k, v, o, lse * math.log(2.0), do, causal, sm_scale)
+
+
+FLASH_ATTENTION_BACKWARD = attach(
+    FLASH_ATTENTION_BACKWARD,
+    add=(
+        # source: ROCm/aotriton#108 and lightseekorg/tokenspeed#571 (base-2 and natural-log
+        # LSE mixed between a forward and its consumer); triton-lang/triton#2700 (why the
+        # tutorial kernels use exp2)
+        Misconception("lse_units_mixed", "rebuilt P with exp2 from the natural-log lse "
+                      "(units mixed)", {ENTRY: _lse_units_mixed},
+                      "exp2(x) = exp(x·ln 2): if you rebuild P with exp2, scale the scores by "
+                      "log2(e) AND use lse·log2(e) — or stay with exp and the natural-log lse. "
+                      "Mixed, P is no longer normalised."),
+    ),
+    probes={
+        # source: Dao-AILab/flash-attention#2555 (D_i = rowsum(dO ∘ O) in the papers);
+        # tile-ai/tilelang#547 (the flash_bwd_prep pass that computes Delta)
+        "missing_delta": (
+            Probe("every value row equal (dS must vanish): dv right, dq and dk not zero",
+                  _call(_FLAT_V),
+                  _holds(lambda g, w: _right(g, w, (2,)) and float(g[0].abs().max()) > 1e-2
+                         and float(w[0].abs().max()) < 1e-3)),
+            Probe("GQA 4:2: dS = P ∘ dP, no D", _call(_GQA), _formula(_GQA, delta=False)),
+        ),
+        # source: ainslie-2023-gqa (G query heads share one KV head); state-spaces/mamba#462
+        # (K/V repeated before SDPA, where autograd sums the copies' gradients for you)
+        "gqa_not_summed": (
+            Probe("MHA (right), then GQA 4:2: dq right, dk and dv wrong",
+                  _pair(_MHA, _GQA),
+                  _holds(lambda g, w: _right(g[0], w[0]) and _right(g[1], w[1], (0,))
+                         and _wrong(g[1], w[1], (1, 2)))),
+            Probe("MQA 4:1: dv is one query head's share", _call(_MQA), _one_head_share(_MQA)),
+        ),
+        # source: Dao-AILab/flash-attention#373 (a chain rule through S = QKᵀ written down
+        # wrong); sm_scale multiplies dq and dk, never dv
+        "grads_missing_sm_scale": (
+            Probe("sm_scale = 1 (right), then sm_scale = 0.3 (dq, dk off; dv right)",
+                  _pair(_SCALE1, _SCALE03),
+                  _holds(lambda g, w: _right(g[0], w[0]) and _right(g[1], w[1], (2,))
+                         and _wrong(g[1], w[1], (0, 1)))),
+            Probe("GQA 4:2, default scale: dq and dk a constant times the right ones",
+                  _call(_GQA), all_of(pick(0, scaled()), pick(1, scaled()),
+                                      _holds(lambda g, w: _right(g, w, (2,))))),
+        ),
+        # source: Dao-AILab/flash-attention#517 (where the causal mask goes; the backward
+        # must place it exactly as the forward did)
+        "backward_ignores_causal": (
+            Probe("GQA 4:2 not causal (right), then causal", _pair(_GQA, _GQA_CAUSAL),
+                  _holds(lambda g, w: _right(g[0], w[0]) and _wrong(g[1], w[1], (2,)))),
+            Probe("GQA 4:2 causal: P rebuilt without the mask", _call(_GQA_CAUSAL),
+                  _formula(_GQA_CAUSAL, mask_in_backward=False)),
+        ),
+        "lse_units_mixed": (
+            Probe("every score 0 (P = 1/N): dv a constant times the right one",
+                  _call(_ZERO_K), pick(2, scaled())),
+            Probe("GQA 4:2: P = exp(s − lse·ln 2)", _call(_GQA), _holds(
+                lambda g, w: not isinstance(g, Raised) and not _right(g, w)
+                and all(close(a, b, _TB) for a, b in zip(
+                    g, _lse_units_mixed(*_GQA()[0], **_GQA()[1]))))),
+        ),
+    },
+    diagnostics=(Probe("GQA 4:2, causal, N = 17", _call(_GQA_CAUSAL),
+                       axes=("batch", "head", "row", "feature")),),
+)
