@@ -238,7 +238,11 @@ def expect_ring(ctx: Any, world_size: int, cases: list[RingCase]) -> list[list[d
         got = [res["out"] for res in per_rank]
         problem = _mismatch(got, case)
         if problem is not None:
-            raise ctx.failure(what, problem, _diagnose(ctx, world_size, case, got))
+            matched = _diagnose(ctx, world_size, case, got)
+            explain = getattr(ctx, "explain", None)   # probes name the family (issue 14)
+            diagnosis = explain(matched) if explain is not None else None
+            raise ctx.failure(what, problem, diagnosis.misconceptions if diagnosis else matched,
+                              diagnosis)
     return results
 
 
