@@ -180,3 +180,104 @@ RING_OVERLAP = Kata(
     requires=(),
     generic_fakes=("zeros", "echo", "constant", "random"),
 )
+
+
+# ---------------------------------------------------------------------------
+# Diagnosis by behaviour (issue 14): new misconceptions, and probes for all, each a few
+# calls whose pattern (a factor of 2, a verdict that flips at 2c* or c*/2 or never, a
+# threshold one too high or too low) holds for the mistake however it was written.
+# ---------------------------------------------------------------------------
+
+from attnkata import Fake  # noqa: E402
+from attnkata.diagnose import Probe, attach, attempt, check as _holds  # noqa: E402
+
+
+def _bytes_bf16(block_tokens, d, dtype_bytes=2):
+    return 2 * block_tokens * d * 2
+
+
+def _min_tokens_paper(flops_per_s, bytes_per_s, dtype_bytes=2):
+    return max(1, math.ceil(Fraction(flops_per_s) / Fraction(bytes_per_s)))
+
+
+def _min_tokens_floor(flops_per_s, bytes_per_s, dtype_bytes=2):
+    return max(1, math.floor(Fraction(flops_per_s) * dtype_bytes / (2 * Fraction(bytes_per_s))))
+
+
+_F, _B = 10**15, 5 * 10**10          # c* = 20 000 in bf16
+
+
+def _calls(entry, *arg_lists):
+    return lambda ns: tuple(attempt(lambda a=a: getattr(ns, entry)(*a)) for a in arg_lists)
+
+
+def _verdicts(cs, flops=_F, bw=_B, b=2, d=128):
+    return _calls("overlap_hidden", *[(c, d, flops, bw, b) for c in cs])
+
+
+def _ratio(r):
+    return _holds(lambda g, w: all(x == y * r for x, y in zip(g, w)) and g != w)
+
+
+def _is(*values):
+    return _holds(lambda g, w: tuple(g) == tuple(values) and tuple(g) != tuple(w))
+
+
+RING_OVERLAP = attach(RING_OVERLAP, add=(
+    # source: liu-2023-ring states the overlap condition as block size ≥ F/B for its bf16
+    # setting; read as a rule for every dtype it ignores the element's size
+    Misconception("ignored_dtype_bytes", "sized the transfer as if every element took 2 bytes "
+                  "(the F/B rule for every dtype)",
+                  {"block_bytes": _bytes_bf16, "overlap_hidden": _hidden(_ref_flops, _bytes_bf16),
+                   "min_block_tokens": _min_tokens_paper},
+                  "Bytes on the wire are elements × bytes per element: fp32 moves twice what "
+                  "bf16 does, fp8 half. The threshold is F·dtype_bytes/(2B), which is F/B only "
+                  "for 2-byte elements."),
+    # source: no thread found; a teaching note — int(x) or math.floor for a threshold that
+    # must be reached, not approached
+    Misconception("floor_threshold", "rounded the minimum block size down",
+                  {"min_block_tokens": _min_tokens_floor},
+                  "The smallest c with c ≥ F·b/(2B) is the ceiling: rounding down gives a block "
+                  "just too small to hide its transfer whenever the bound is not an integer."),
+), probes={
+    "forgot_pv": (
+        Probe("block_flops(3, 5) and block_flops(7, 2)", _calls("block_flops", (3, 5), (7, 2)),
+              _ratio(Fraction(1, 2))),
+        Probe("overlap_hidden at c = 20 000, 30 000, 40 000 (c* = 20 000)",
+              _verdicts([20_000, 30_000, 40_000]), _is(False, False, True)),
+    ),
+    "only_k_moves": (
+        Probe("block_bytes(3, 5, 2) and block_bytes(7, 2, 4)",
+              _calls("block_bytes", (3, 5, 2), (7, 2, 4)), _ratio(Fraction(1, 2))),
+        Probe("overlap_hidden at c = 9 999, 10 000, 19 999 (c* = 20 000)",
+              _verdicts([9_999, 10_000, 19_999]), _is(False, True, True)),
+    ),
+    "strict_inequality": (
+        Probe("overlap_hidden at c = 19 999, 20 000, 20 001 (c* = 20 000 exactly)",
+              _verdicts([19_999, 20_000, 20_001]), _is(False, False, True)),
+        Probe("min_block_tokens where the bound is an integer (10¹⁵, 5·10¹⁰, 2) and (10¹², 10¹⁰, 4)",
+              _calls("min_block_tokens", (_F, _B, 2), (10**12, 10**10, 4)), _is(20_001, 201)),
+    ),
+    "linear_compute": (
+        Probe("block_flops(3, 5) and block_flops(6, 5)", _calls("block_flops", (3, 5), (6, 5)),
+              _holds(lambda g, w: g[1] == 2 * g[0] and g != w)),
+        Probe("overlap_hidden at c = 1, 20 000, 10⁶", _verdicts([1, 20_000, 10**6]),
+              _holds(lambda g, w: len(set(map(repr, g))) == 1 and len(set(w)) > 1)),
+    ),
+    "ignored_dtype_bytes": (
+        Probe("block_bytes(3, 5, b) for b = 1 and 4", _calls("block_bytes", (3, 5, 1), (3, 5, 4)),
+              _holds(lambda g, w: g[0] == g[1] and g != w)),
+        Probe("min_block_tokens(10¹⁵, 5·10¹⁰, b) for b = 1, 2, 4",
+              _calls("min_block_tokens", (_F, _B, 1), (_F, _B, 2), (_F, _B, 4)),
+              _holds(lambda g, w: len(set(map(repr, g))) == 1 and g != w)),
+    ),
+    "floor_threshold": (
+        Probe("min_block_tokens with an integer bound (c* = 20 000), then c* = 33 333.3",
+              _calls("min_block_tokens", (_F, _B, 2), (_F, 3 * 10**10, 2)), _is(20_000, 33_333)),
+        Probe("min_block_tokens with an integer bound (c* = 200), then c* = 71.4",
+              _calls("min_block_tokens", (10**12, 10**10, 4), (10**12, 7 * 10**9, 1)), _is(200, 71)),
+    ),
+}, variants=(
+    Fake("float_threshold", {"min_block_tokens": lambda flops_per_s, bytes_per_s, dtype_bytes=2:
+                             max(1, -(-flops_per_s * dtype_bytes // (2 * bytes_per_s)))}),
+))
