@@ -240,24 +240,31 @@ RING_OVERLAP = attach(RING_OVERLAP, add=(
                   "The smallest c with c ≥ F·b/(2B) is the ceiling: rounding down gives a block "
                   "just too small to hide its transfer whenever the bound is not an integer."),
 ), probes={
+    # source: Dao-AILab/flash-attention's benchmarks count attention FLOPs as 4·N²·d (two
+    # matmuls); counting QKᵀ alone halves it
     "forgot_pv": (
         Probe("block_flops(3, 5) and block_flops(7, 2)", _calls("block_flops", (3, 5), (7, 2)),
               _ratio(Fraction(1, 2))),
         Probe("overlap_hidden at c = 20 000, 30 000, 40 000 (c* = 20 000)",
               _verdicts([20_000, 30_000, 40_000]), _is(False, False, True)),
     ),
+    # source: liu-2023-ring (each host sends its key-value block): K and V both travel
     "only_k_moves": (
         Probe("block_bytes(3, 5, 2) and block_bytes(7, 2, 4)",
               _calls("block_bytes", (3, 5, 2), (7, 2, 4)), _ratio(Fraction(1, 2))),
         Probe("overlap_hidden at c = 9 999, 10 000, 19 999 (c* = 20 000)",
               _verdicts([9_999, 10_000, 19_999]), _is(False, True, True)),
     ),
+    # source: no thread found; a teaching note — "hidden" means the next block has arrived
+    # by the time compute ends, which includes arriving exactly then
     "strict_inequality": (
         Probe("overlap_hidden at c = 19 999, 20 000, 20 001 (c* = 20 000 exactly)",
               _verdicts([19_999, 20_000, 20_001]), _is(False, False, True)),
         Probe("min_block_tokens where the bound is an integer (10¹⁵, 5·10¹⁰, 2) and (10¹², 10¹⁰, 4)",
               _calls("min_block_tokens", (_F, _B, 2), (10**12, 10**10, 4)), _is(20_001, 201)),
     ),
+    # source: liu-2023-ring (compute per block grows as c², communication as c: the reason a
+    # large enough block hides the transfer)
     "linear_compute": (
         Probe("block_flops(3, 5) and block_flops(6, 5)", _calls("block_flops", (3, 5), (6, 5)),
               _holds(lambda g, w: g[1] == 2 * g[0] and g != w)),
