@@ -87,7 +87,8 @@ def expect_quant(ctx, name: str, x: np.ndarray):
     problem = quant_problem(got, want)
     if problem is None:
         return got
-    ctx.fail(f"{name}(x {list(x.shape)} {x.dtype}): {problem}", misconception=which(ctx, name, x, got))
+    ctx.fail(f"{name}(x {list(x.shape)} {x.dtype}): {problem}", misconception=which(ctx, name, x, got),
+             diagnose=True)
 
 
 def which(ctx, name: str, x: np.ndarray, got) -> str | None:
@@ -130,7 +131,7 @@ def half_step_error(ctx):
                 at = tuple(int(i) for i in np.argwhere(err > bound)[0])
                 ctx.fail(f"{name}: |x − s·q| at {list(at)} is {err[at]:.4g}, more than half a "
                          f"step (s/2 = {float(np.broadcast_to(s, x.shape)[at]) / 2:.4g})",
-                         misconception=which(ctx, name, x, got))
+                         misconception=which(ctx, name, x, got), diagnose=True)
 
     prop()
 
@@ -367,3 +368,96 @@ KV_QUANTIZE = Kata(
         "x_q.astype(scale.dtype) * scale; bytes = 2·T·H·d + ⌈T/G⌉·H·d·b + T·H·b.",
     ),
 )
+
+
+# ---------------------------------------------------------------------------
+# Diagnosis by behaviour (issue 14): the shape of the scales says which axis was reduced;
+# a row with known x/s tells rounding from truncation; a scale 127/128 of the right one
+# is the ±128 range; byte counts at partial groups tell what was counted.
+# ---------------------------------------------------------------------------
+
+from attnkata.diagnose import Probe, attach, check as _holds, close  # noqa: E402
+
+_R8 = np.random.default_rng(808)
+_K1 = _R8.standard_normal((4, 3)) * 2
+_K2 = cache_like((2, 5, 3), np.float32, 809, outliers=1)
+_TIES = np.array([[1.27, 0.019, -0.019, 0.0135, -0.0135, 0.0049]])   # x / s = 127, ±1.9, ±1.35, 0.49
+
+
+def _scale_shape_is(per):
+    """The scale has one entry per ``per`` ("token": [..., T, 1]; "channel": [..., 1, d])."""
+    def holds(g, w):
+        x_shape = w[0].shape
+        want = x_shape[:-2] + ((x_shape[-2], 1) if per == "token" else (1, x_shape[-1]))
+        scale = np.asarray(g[1])
+        return scale.shape != np.asarray(w[1]).shape and np.squeeze(scale).shape == \
+            np.squeeze(np.zeros(want)).shape
+    return _holds(holds)
+
+
+def _toward_zero(g, w):
+    q, wq = np.asarray(g[0], dtype=np.int64), np.asarray(w[0], dtype=np.int64)
+    return (q.shape == wq.shape and bool((np.abs(q) <= np.abs(wq)).all())
+            and bool((np.abs(q) < np.abs(wq)).any()) and bool((np.sign(q) * np.sign(wq) >= 0).all()))
+
+
+def _scale_ratio(r):
+    return _holds(lambda g, w: close(np.asarray(g[1], np.float64), np.asarray(w[1], np.float64) * r,
+                                     (1e-6, 0.0)))
+
+
+def _payload(t, h, d):
+    return 2 * t * h * d
+
+
+KV_QUANTIZE = attach(KV_QUANTIZE, probes={
+    # source: liu-2024-kivi §3 (keys have fixed outlier channels: per-token key scales erase
+    # the ordinary channels) — the per-token quantiser of activations reused for keys
+    "per_token_keys": (
+        Probe.of("keys [4 tokens, 3 channels]: the scale's shape", "quantize_keys", _K1,
+                 holds=_scale_shape_is("token")),
+        Probe.of("keys [2, 5, 3] with an outlier channel: the scale's shape", "quantize_keys", _K2,
+                 holds=_scale_shape_is("token")),
+    ),
+    # source: liu-2024-kivi (values per token); symmetry over-applied from keys
+    "per_channel_values": (
+        Probe.of("values [4 tokens, 3 channels]: the scale's shape", "quantize_values", _K1,
+                 holds=_scale_shape_is("channel")),
+        Probe.of("values [2, 5, 3]: the scale's shape", "quantize_values", _K2,
+                 holds=_scale_shape_is("channel")),
+    ),
+    # source: pytorch/pytorch quantization docs (qint8 spans −128 … 127; symmetric schemes
+    # restrict to ±127): dividing by 128 to "use the whole range"
+    "range_128": (
+        Probe.of("keys [4, 3]: the scales", "quantize_keys", _K1, holds=_scale_ratio(127 / 128)),
+        Probe.of("values [4, 3]: the scales", "quantize_values", _K1, holds=_scale_ratio(127 / 128)),
+    ),
+    # source: numpy's astype(int8) truncates toward zero (the cast bug of hand-written
+    # quantisers; torch.Tensor.to(torch.int8) likewise)
+    "truncates": (
+        Probe.of("one value row whose x / s are 127, ±1.9, ±1.35, 0.49", "quantize_values", _TIES,
+                 holds=_holds(_toward_zero)),
+        Probe.of("the same numbers as one key channel", "quantize_keys", _TIES.T.copy(),
+                 holds=_holds(_toward_zero)),
+    ),
+    # source: no thread found; a teaching note — "int8 halves the KV cache" leaves the
+    # scales out (liu-2024-kivi counts them)
+    "no_scale_bytes": (
+        Probe.of("int8_kv_bytes(100, 2, 8, 32)", "int8_kv_bytes", 100, 2, 8, 32,
+                 holds=_holds(lambda g, w: g == _payload(100, 2, 8))),
+        Probe.of("int8_kv_bytes(4096, 8, 128, 32, 2)", "int8_kv_bytes", 4096, 8, 128, 32, 2,
+                 holds=_holds(lambda g, w: g == _payload(4096, 8, 128))),
+    ),
+    # source: no thread on scales found; the boundary slip of pegainfer-project/pegainfer#291
+    # (a partly filled last page miscounted), here ⌊T/G⌋ groups leaving the last without scales
+    "floor_groups": (
+        Probe.of("int8_kv_bytes(100, 2, 8, 32): a partial last group of 4 tokens",
+                 "int8_kv_bytes", 100, 2, 8, 32,
+                 holds=_holds(lambda g, w: g == w - 2 * 8 * 2)),
+        Probe.of("int8_kv_bytes(10, 1, 16, 32, 4): fewer tokens than a group",
+                 "int8_kv_bytes", 10, 1, 16, 32, 4,
+                 holds=_holds(lambda g, w: g == w - 16 * 4)),
+    ),
+}, diagnostics=(
+    Probe.of("keys [4, 3]: (int8 numbers, scales)", "quantize_keys", _K1, axes=("token", "channel")),
+))
