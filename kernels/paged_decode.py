@@ -19,8 +19,16 @@ over disjoint key sets combine with the log-sum-exp rule
 has ``lse = -inf`` and weight zero.
 
 Splitting matters when ``S * H_kv`` programs cannot keep every SM streaming: at batch
-32 with 8 KV heads an H100 (132 SMs) sees only 256 programs, so each sequence is cut in
-a few shares to put several programs on every SM.
+32 with 8 KV heads an H100 (132 SMs) sees only 256 programs. :func:`pick_num_splits`
+counts the programs the GPU holds at once (SMs x programs per SM) and picks the split
+count with the fewest, fullest waves, so no thin last wave keeps the GPU waiting.
+
+Pipelining a gather: a K/V tile's address depends on a block-table load. Loaded in the
+same iteration, that lookup sits between the loop's start and the K/V loads, so the
+compiler cannot issue the K/V loads of later iterations early and each iteration waits
+on DRAM. Here the next tile's pages are looked up one iteration ahead, so the K/V
+addresses of an iteration are known when it starts, and ``num_stages`` can keep several
+tiles in flight.
 
 Shapes: ``q`` ``[S, H_q, d]``; ``k_pages, v_pages`` ``[num_blocks, page_size, H_kv, d]``;
 ``block_tables`` int32 ``[S, max_blocks]``; ``seq_lens`` int32 ``[S]``; ``o`` like ``q``.
@@ -32,19 +40,24 @@ import torch
 import triton
 import triton.language as tl
 
-from .flash_fwd import INTERPRET, LN2, LOG2E, dot_precision
+from ._tuning import INTERPRET, ConfigTable, bucket
+from .flash_fwd import GATE_DTYPES, GATE_HEAD_DIMS, LN2, LOG2E, dot_precision
+
+# Tile table (BLOCK_N tokens per step, warps, stages, where). Memory-bound: enough tokens
+# per tile, and pipeline stages, to keep several K/V loads in flight per program. Every
+# row passed the compile gate on sm_90 and sm_80.
+SPLIT_TABLE = ConfigTable(("BLOCK_N",), [
+    (64, 4, 2, None),
+    (64, 4, 3, None),
+    (128, 4, 2, None),
+    (128, 8, 3, None),
+    (32, 4, 4, None),
+], interpret=(16,))
 
 
-def _split_configs():
-    if INTERPRET:
-        return [triton.Config({"BLOCK_N": 16}, num_warps=1, num_stages=1)]
-    # memory-bound: enough tokens per tile and pipeline stages to keep loads in flight
-    return [triton.Config({"BLOCK_N": bn}, num_warps=w, num_stages=s)
-            for bn, w, s in [(64, 4, 2), (64, 4, 3), (128, 4, 2), (128, 8, 3), (32, 4, 4)]]
-
-
-@triton.autotune(configs=_split_configs(),
-                 key=["HEAD_DIM", "GROUP_PAD", "PAGE_SIZE", "NUM_SPLITS"])
+@triton.autotune(configs=SPLIT_TABLE.configs,
+                 key=["SEQ_BUCKET", "GROUP", "HEAD_DIM", "GROUP_PAD", "PAGE_SIZE", "NUM_SPLITS"],
+                 prune_configs_by={"early_config_prune": SPLIT_TABLE.prune})
 @triton.jit
 def _paged_decode_split(Q, K_pages, V_pages, Block_tables, Seq_lens, Out, Out_lse, qk_scale,
                         stride_qs, stride_qh, stride_qd,
@@ -53,10 +66,13 @@ def _paged_decode_split(Q, K_pages, V_pages, Block_tables, Seq_lens, Out, Out_ls
                         stride_bts, stride_btb,
                         stride_os, stride_oh, stride_osplit, stride_od,
                         stride_ls, stride_lh, stride_lsplit,
-                        GROUP, NUM_SPLITS,
+                        GROUP, NUM_SPLITS, SEQ_BUCKET,
                         HEAD_DIM: tl.constexpr, GROUP_PAD: tl.constexpr, PAGE_SIZE: tl.constexpr,
                         DOT_PRECISION: tl.constexpr, BLOCK_N: tl.constexpr):
-    """One (sequence, KV head, split): partial attention of the group's query heads."""
+    """One (sequence, KV head, split): partial attention of the group's query heads.
+
+    ``SEQ_BUCKET`` (tokens per split, rounded up to a power of two) only keys the autotuner.
+    """
     tl.static_assert(GROUP_PAD >= 16, "tl.dot needs at least 16 rows; pad the query group")
     seq = tl.program_id(0)
     off_kvh = tl.program_id(1)
@@ -80,25 +96,31 @@ def _paged_decode_split(Q, K_pages, V_pages, Block_tables, Seq_lens, Out, Out_ls
     l_i = tl.zeros([GROUP_PAD], dtype=tl.float32)
     acc = tl.zeros([GROUP_PAD, HEAD_DIM], dtype=tl.float32)
     Tables = Block_tables + seq.to(tl.int64) * stride_bts
+    # -- page lookup for the first tile: logical token -> physical page --
+    tok = lo + offs_n
+    page = tl.load(Tables + (tok // PAGE_SIZE) * stride_btb, mask=tok < hi, other=0).to(tl.int64)
     for start_n in range(lo, hi, BLOCK_N):
         tok = start_n + offs_n
         tok_ok = tok < hi
-        # -- page lookup: logical token -> (physical page, row in page) --
-        page = tl.load(Tables + (tok // PAGE_SIZE) * stride_btb, mask=tok_ok, other=0).to(tl.int64)
-        row = tok % PAGE_SIZE
+        row = tok % PAGE_SIZE  # row inside the page
         k_rows = page * stride_kb + row * stride_kt + off_kvh * stride_kh
         v_rows = page * stride_vb + row * stride_vt + off_kvh * stride_vh
-        # -- gather K^T [HEAD_DIM, BLOCK_N] and V [BLOCK_N, HEAD_DIM] --
+        # -- gather K^T [HEAD_DIM, BLOCK_N] and V [BLOCK_N, HEAD_DIM]: their addresses came
+        # from the previous iteration, so the compiler can issue them stages ahead
         kT = tl.load(K_pages + k_rows[None, :] + offs_d[:, None] * stride_kd,
                      mask=tok_ok[None, :], other=0.0)
         v = tl.load(V_pages + v_rows[:, None] + offs_d[None, :] * stride_vd,
                     mask=tok_ok[:, None], other=0.0)
-        # -- scores in the log2 domain; tokens past this share are hidden --
-        qk = tl.dot(q, kT, input_precision=DOT_PRECISION) * qk_scale
+        # -- look up the NEXT tile's pages now, one iteration ahead of their use --
+        nxt = tok + BLOCK_N
+        page = tl.load(Tables + (nxt // PAGE_SIZE) * stride_btb, mask=nxt < hi,
+                       other=0).to(tl.int64)
+        # -- raw scores; tokens past this share are hidden --
+        qk = tl.dot(q, kT, input_precision=DOT_PRECISION)
         qk = tl.where(tok_ok[None, :], qk, float("-inf"))
-        # -- online softmax update --
-        m_ij = tl.maximum(m_i, tl.max(qk, 1))
-        p = tl.math.exp2(qk - m_ij[:, None])
+        # -- online softmax update: scale and max subtraction in one FMA, base 2 --
+        m_ij = tl.maximum(m_i, tl.max(qk, 1) * qk_scale)
+        p = tl.math.exp2(tl.fma(qk, qk_scale, -m_ij[:, None]))
         alpha = tl.math.exp2(m_i - m_ij)
         l_i = l_i * alpha + tl.sum(p, 1)
         acc = tl.dot(p.to(v.dtype), v, acc * alpha[:, None], input_precision=DOT_PRECISION)
@@ -139,16 +161,49 @@ def _paged_decode_merge(Mid, Mid_lse, Out,
              out.to(Out.dtype.element_ty))
 
 
-def pick_num_splits(S, H_kv, max_tokens, device):
-    """Splits per sequence so that the split kernel puts about four programs on every SM.
+PROGRAMS_PER_SM = 4
+"""Split programs one SM holds at once: a 4-warp program near 128 registers per thread
+uses a quarter of the SM's 64K registers (Hopper and Ampere alike)."""
 
-    One when there is work enough already, on the interpreter, or for short contexts.
+DEFAULT_SMS = 132
+"""SM count assumed when no GPU is visible (H100 SXM), for planning on a CPU."""
+
+MIN_TOKENS_PER_SPLIT = 256
+"""A split shorter than this spends more on its merge than it saves."""
+
+
+def resident_programs(device=None):
+    """How many split programs the GPU runs at once: its SM count x ``PROGRAMS_PER_SM``."""
+    if device is not None and getattr(device, "type", None) == "cuda":
+        sms = torch.cuda.get_device_properties(device).multi_processor_count
+    else:
+        sms = DEFAULT_SMS
+    return sms * PROGRAMS_PER_SM
+
+
+def pick_num_splits(S, H_kv, max_tokens, device, resident=None):
+    """Splits per sequence that finish the decode in the fewest, fullest waves.
+
+    ``S * H_kv * splits`` programs run ``resident`` at a time (:func:`resident_programs`),
+    each over ``max_tokens / splits`` tokens, so the time goes as
+    ``ceil(S * H_kv * splits / resident) * ceil(max_tokens / splits)``: waves times the
+    length of one. The fewest splits at the minimum win (each split costs a merge). A
+    rule like "enough splits for four programs per SM" can instead land on 1.16 waves,
+    where the last 0.16 of a wave keeps the whole GPU waiting for a full split's time.
+
+    One split on the interpreter or without CUDA, unless ``resident`` is given.
     """
-    if INTERPRET or device.type != "cuda":
-        return 1
-    sms = torch.cuda.get_device_properties(device).multi_processor_count
-    splits = triton.cdiv(4 * sms, S * H_kv)
-    return max(1, min(splits, triton.cdiv(max_tokens, 256), 64))
+    if resident is None:
+        if INTERPRET or device.type != "cuda":
+            return 1
+        resident = resident_programs(device)
+    programs = S * H_kv
+    most = max(1, min(64, triton.cdiv(max_tokens, MIN_TOKENS_PER_SPLIT)))
+
+    def cost(splits):
+        return triton.cdiv(programs * splits, resident) * triton.cdiv(max_tokens, splits)
+
+    return min(range(1, most + 1), key=lambda splits: (cost(splits), splits))
 
 
 def paged_decode(q, k_pages, v_pages, block_tables, seq_lens, sm_scale=None, num_splits=None):
@@ -188,16 +243,57 @@ def paged_decode(q, k_pages, v_pages, block_tables, seq_lens, sm_scale=None, num
     else:
         mid = torch.empty((S, H_q, num_splits, d), device=q.device, dtype=torch.float32)
     mid_lse = torch.empty((S, H_q, num_splits), device=q.device, dtype=torch.float32)
-    _paged_decode_split[(S, H_kv, num_splits)](
-        q, k_pages, v_pages, block_tables, seq_lens, mid, mid_lse, sm_scale * LOG2E.value,
-        *q.stride(), *k_pages.stride(), *v_pages.stride(), *block_tables.stride(),
-        *mid.stride(), *mid_lse.stride(),
-        group, num_splits,
-        HEAD_DIM=d, GROUP_PAD=max(16, triton.next_power_of_2(group)), PAGE_SIZE=page_size,
-        DOT_PRECISION=dot_precision(q.dtype),
-    )
+    grid, args = _split_args(q, k_pages, v_pages, block_tables, seq_lens, mid, mid_lse,
+                             sm_scale, num_splits)
+    _paged_decode_split[grid](**args)
     if num_splits > 1:
         _paged_decode_merge[(S, H_q)](
             mid, mid_lse, o, *mid.stride(), *mid_lse.stride(), *o.stride(),
             num_splits, SPLITS_PAD=triton.next_power_of_2(num_splits), HEAD_DIM=d)
     return o
+
+
+def _split_args(q, k_pages, v_pages, block_tables, seq_lens, mid, mid_lse, sm_scale,
+                num_splits):
+    """The grid and every argument of ``_paged_decode_split`` but ``BLOCK_N``."""
+    S, H_q, d = q.shape
+    page_size, H_kv = k_pages.shape[1], k_pages.shape[2]
+    group = H_q // H_kv
+    max_tokens = block_tables.shape[1] * page_size
+    values = (q, k_pages, v_pages, block_tables, seq_lens, mid, mid_lse, sm_scale * LOG2E.value,
+              *q.stride(), *k_pages.stride(), *v_pages.stride(), *block_tables.stride(),
+              *mid.stride(), *mid_lse.stride(),
+              group, num_splits, bucket(triton.cdiv(max_tokens, num_splits)),
+              d, max(16, triton.next_power_of_2(group)), page_size, dot_precision(q.dtype))
+    return (S, H_kv, num_splits), dict(zip(_paged_decode_split.fn.arg_names, values))
+
+
+def gate_cases(arch):
+    """Compile-gate cases (see ``attnkata.compilegate``) for one target ``arch`` (90, 80).
+
+    32 sequences of up to 4096 tokens in 16-token pages, 8 query heads: the split kernel
+    at every config for each dtype, d in (64, 128) and GQA group 1 or 4, with 4 splits
+    (a float32 partial buffer); the merge kernel at each dtype and d.
+    """
+    cases = []
+    S, H_q, splits, page = 32, 8, 4, 16
+    for dtype in GATE_DTYPES:
+        for d in GATE_HEAD_DIMS:
+            q = torch.empty(S, H_q, d, dtype=dtype, device="meta")
+            mid = torch.empty(S, H_q, splits, d, dtype=torch.float32, device="meta")
+            mid_lse = torch.empty(S, H_q, splits, dtype=torch.float32, device="meta")
+            tables = torch.empty(S, 4096 // page, dtype=torch.int32, device="meta")
+            seq_lens = torch.empty(S, dtype=torch.int32, device="meta")
+            name = f"{str(dtype)[6:]} d{d}"
+            for group in (1, 4):
+                pages = torch.empty(S * 4096 // page, page, H_q // group, d, dtype=dtype,
+                                    device="meta")
+                _, args = _split_args(q, pages, pages, tables, seq_lens, mid, mid_lse, 0.1,
+                                      splits)
+                cases.append({"kernel": _paged_decode_split, "args": args,
+                              "label": f"{name} g{group}", "configs": SPLIT_TABLE.select(d, arch)})
+            merge = dict(zip(_paged_decode_merge.arg_names,
+                             (mid, mid_lse, q, *mid.stride(), *mid_lse.stride(), *q.stride(),
+                              splits, triton.next_power_of_2(splits), d)))
+            cases.append({"kernel": _paged_decode_merge, "label": name, "args": merge})
+    return cases

@@ -208,3 +208,122 @@ def test_paged_decode_matches_flash_last_row():
     o_flash, _ = flash_fwd(q_full, k, v, causal=True)
     o_paged = paged_decode(q, k_pages, v_pages, tables, seq_lens, num_splits=2)
     torch.testing.assert_close(o_paged[s], o_flash[0, :, -1], rtol=1e-5, atol=1e-5)
+
+
+# ---------------------------------------------------------------- issue 12 additions
+
+from attnkata_kernels import _tuning  # noqa: E402
+from attnkata_kernels.flash_bwd import BWD_TABLE, _attn_bwd  # noqa: E402
+from attnkata_kernels.flash_fwd import FWD_TABLE, _attn_fwd, _forward  # noqa: E402
+from attnkata_kernels.paged_decode import _paged_decode_split, pick_num_splits  # noqa: E402
+
+
+@pytest.mark.parametrize("group", [1, 4])
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("d", [64, 128])
+def test_flash_fwd_bwd_wide_heads(d, causal, group):
+    """The head dims the GPU targets (64, 128) at a small ragged N, GQA group 1 and 4."""
+    N, H_q = 24, 4
+    q, k, v = make_qkv(1, H_q, H_q // group, N, d, torch.float32, seed=d)
+    do = make_qkv(1, H_q, H_q, N, d, torch.float32, seed=7)[0]
+    o, lse = flash_fwd(q, k, v, causal=causal)
+    o64, lse64 = attention_ref(*(t.double() for t in (q, k, v)), causal, d**-0.5)
+    o32, lse32 = attention_ref(q, k, v, causal, d**-0.5)
+    assert_close(o, o64, o32, "o")
+    assert_close(lse, lse64, lse32, "lse")
+    grads = flash_bwd(q, k, v, o, lse, do, causal=causal)
+    refs64 = _grads_ref(*(t.double() for t in (q, k, v, do)), causal, d**-0.5)
+    refs32 = _grads_ref(q, k, v, do, causal, d**-0.5)
+    for name, g, ref64, ref32 in zip("qkv", grads, refs64, refs32):
+        assert_close(g, ref64, ref32, f"d{name}")
+
+
+@pytest.mark.skipif(not INTERPRET, reason="forces the TMA path where the GPU may lack it")
+@pytest.mark.parametrize("N", [17, 40])
+@pytest.mark.parametrize("causal", [False, True])
+def test_flash_fwd_tensor_descriptor_path(causal, N):
+    """The TMA (tensor-descriptor) forward, run by the interpreter: same answer as pointers.
+
+    The backward's descriptor path reduces dQ with a descriptor atomic, which the
+    interpreter lacks; the compile gate builds it for sm_90 instead.
+    """
+    q, k, v = make_qkv(1, 4, 1, N, 32, torch.float32, seed=5)
+    o, lse = _forward(q, k, v, causal, None, use_tma=True)
+    o_ptr, lse_ptr = _forward(q, k, v, causal, None, use_tma=False)
+    o64, _ = attention_ref(*(t.double() for t in (q, k, v)), causal, 32**-0.5)
+    assert_close(o, o64, attention_ref(q, k, v, causal, 32**-0.5)[0], "o")
+    torch.testing.assert_close(o, o_ptr, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(lse, lse_ptr, rtol=1e-6, atol=1e-6)
+
+
+def test_backward_dq_needs_no_second_kernel():
+    """Five matmuls: dQ comes from the dK/dV program (atomics), not a second key loop."""
+    import inspect
+
+    import attnkata_kernels.flash_bwd as bwd
+    def source(kernel):
+        while hasattr(kernel, "fn"):  # autotuner -> jit function -> python function
+            kernel = kernel.fn
+        return inspect.getsource(kernel)
+
+    tiles = source(bwd._attn_bwd_tiles)
+    assert (source(_attn_bwd) + tiles).count("tl.dot(") == 5
+    assert "atomic_add" in tiles
+    assert not hasattr(bwd, "_attn_bwd_dq")
+
+
+def test_autotune_keys_bucket_length_and_count_heads():
+    for kernel in (_attn_fwd, _attn_bwd):
+        assert {"N_BUCKET", "BH", "GROUP", "HEAD_DIM", "CAUSAL"} <= set(kernel.keys)
+    assert {"SEQ_BUCKET", "GROUP"} <= set(_paged_decode_split.keys)
+    assert [_tuning.bucket(n) for n in (1, 17, 3000, 4096, 4097)] == [1, 32, 4096, 4096, 8192]
+
+
+TABLES_PROBE = """
+import json
+from attnkata_kernels.flash_bwd import BWD_TABLE
+from attnkata_kernels.flash_fwd import FWD_TABLE
+def tiles(table, d, arch):
+    return sorted([*c.kwargs.values(), c.num_warps, c.num_stages] for c in table.select(d, arch))
+print(json.dumps({f"{name} {d} {arch}": tiles(table, d, arch)
+                  for name, table in (("fwd", FWD_TABLE), ("bwd", BWD_TABLE))
+                  for d in (64, 128) for arch in (80, 90)}))
+"""
+
+
+def test_config_tables_drop_spilling_rows_by_head_dim():
+    """The GPU tables (read in a child without the interpreter, which keeps one config)."""
+    import json
+    import subprocess
+    import sys
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    out = subprocess.run([sys.executable, "-c", TABLES_PROBE], env=env, capture_output=True,
+                         text=True, check=True).stdout
+    tables = json.loads(out.strip().splitlines()[-1])
+    assert [128, 64, 4, 3] in tables["fwd 64 90"]
+    assert [128, 64, 4, 3] not in tables["fwd 128 90"]  # spills at d = 128
+    assert [128, 128, 8, 3] in tables["fwd 128 90"]  # 224 KB of shared memory: Hopper only
+    assert [128, 128, 8, 3] not in tables["fwd 128 80"]
+    assert [128, 128, 8, 2] in tables["fwd 128 80"]
+    assert [32, 128, 8, 2] in tables["bwd 64 80"] and [32, 128, 8, 2] not in tables["bwd 128 80"]
+
+
+def test_split_count_fills_whole_waves():
+    """256 programs on 132 SMs x 4: the old "four per SM" rule picked 3 splits, 768
+    programs, 1.45 waves; whole waves need 2 (one wave of 512) -- same time as 4 or 8,
+    fewer merges."""
+    cpu = torch.device("cpu")
+    resident = 132 * 4
+    assert pick_num_splits(32, 8, 4096, cpu, resident=resident) == 2
+
+    def time(splits, programs=256, tokens=4096):
+        return -(-programs * splits // resident) * -(-tokens // splits)
+
+    for S, H_kv, tokens in [(1, 8, 32768), (4, 8, 8192), (32, 8, 4096), (64, 8, 1024)]:
+        best = pick_num_splits(S, H_kv, tokens, cpu, resident=resident)
+        most = min(64, -(-tokens // 256))  # no split shorter than 256 tokens
+        assert all(time(best, S * H_kv, tokens) <= time(s, S * H_kv, tokens)
+                   for s in range(1, most + 1)), (S, H_kv, tokens, best)
+    assert pick_num_splits(1, 8, 32768, cpu, resident=resident) == 64  # long, lone sequence
+    assert pick_num_splits(128, 8, 4096, cpu, resident=resident) == 1  # already 2 waves
+    assert pick_num_splits(32, 8, 4096, cpu) == 1  # no GPU, no resident count: one split

@@ -1,9 +1,10 @@
 """Reference · flash_attention_backward: the project's reference kernels, ``kernels/flash_bwd.py``.
 
 One copy of each kernel: read ``attnkata_kernels.flash_bwd`` for the model answer —
-``_attn_bwd_preprocess``, ``_attn_bwd_dkdv`` and ``_attn_bwd_dq`` are the bodies of the
-stub's three kernels (same arguments), with P rebuilt from lse in the log2 domain and
-only the causal diagonal paying for a mask.
+``_attn_bwd_preprocess`` is the stub's first kernel; ``_attn_bwd`` does the work of its
+dK/dV and dQ kernels in one (five matmuls per tile pair, dQ added with float32 atomics,
+where the stub's atomic-free split costs seven), with P rebuilt from lse in the log2
+domain and only the causal diagonal paying for a mask.
 """
 
 from attnkata_kernels.flash_bwd import flash_bwd

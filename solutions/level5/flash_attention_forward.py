@@ -1,9 +1,9 @@
 """Reference · flash_attention_forward: the project's reference kernel, ``kernels/flash_fwd.py``.
 
 One copy of each kernel: read ``attnkata_kernels.flash_fwd`` for the model answer —
-``_attn_fwd`` is the body of the stub's ``flash_fwd_kernel`` (same arguments), split into
-an unmasked stage for key tiles every row may see and a masked stage for the causal
-diagonal and the ragged tail, with scores in the log2 domain; it autotunes its tiles.
+``_attn_fwd`` is the body of the stub's ``flash_fwd_kernel`` (plus autotune keys and a TMA
+switch): one key loop in which only the causal diagonal and the ragged tail pay for a
+mask, scores in the log2 domain; it autotunes its tiles.
 """
 
 from attnkata_kernels.flash_fwd import flash_fwd
