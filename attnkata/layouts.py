@@ -211,9 +211,9 @@ def layout_check(entry: str, inputs: Callable[[Any], Iterable[tuple[tuple, dict]
             for layout in layouts:
                 a = tuple(relayout(v, layout, which, i) for i, v in enumerate(args))
                 kw = {k: relayout(v, layout, which, k) for k, v in kwargs.items()}
+                pairs = zip(_leaves((*args, *kwargs.values())), _leaves((*a, *kw.values())))
                 views = [f"{describe(entry, (v,), {})[len(entry) + 1:-1]} strides "
-                         f"{strides_of(v)}" for v in _leaves((*a, *kw.values()))
-                         if _eligible(v, layout)][:4]
+                         f"{strides_of(v)}" for old, v in pairs if v is not old][:4]
                 if not views:
                     continue
                 what = describe(entry, a, kw) + f" with {layout} views"
