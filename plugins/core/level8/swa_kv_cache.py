@@ -398,3 +398,98 @@ SWA_KV_CACHE = Kata(
         "np.concatenate([ring[:, start:], ring[:, :start]], axis=1). len is min(seen, window).",
     ),
 )
+
+
+# ---------------------------------------------------------------------------
+# Diagnosis by behaviour (issue 14): keys equal to their positions (1 head, d = 1), so
+# what the cache holds after each append reads as a list of positions; memory measured
+# at several lengths and judged by its log-log slope.
+# ---------------------------------------------------------------------------
+
+from attnkata.diagnose import Probe, attach, check as _holds, loglog_slope, measure  # noqa: E402
+
+
+def _positions(window, chunks):
+    """After each append: (len(cache), tokens_seen, the positions the keys hold)."""
+    def run(ns):
+        cache = ns.SlidingWindowKVCache(1, 1, window, dtype=np.float64)
+        out, at = [], 0
+        for t in chunks:
+            pos = np.arange(at, at + t, dtype=np.float64).reshape(1, t, 1)
+            cache.append(pos, -pos)
+            at += t
+            out.append((len(cache), cache.tokens_seen,
+                        [int(round(x)) for x in np.asarray(cache.keys)[0, :, 0].tolist()]))
+        return out
+    return run
+
+
+def _final(pred):
+    """``pred(len, seen, positions, want_positions)`` on the state after the last append."""
+    return _holds(lambda g, w: g != w and pred(g[-1][0], g[-1][1], g[-1][2], w[-1][2]))
+
+
+def _kept(window):
+    return lambda n, seen, pos, want: pos == list(range(max(0, seen - window), seen))
+
+
+_MEM_SIZES = (64, 512, 4096)
+
+
+def _memory(ns):
+    rows = measure(ns, __name__, "retained_bytes", MEM_HEADS, MEM_DIM, MEM_WINDOW, _MEM_SIZES)
+    return [kept for _, kept, _ in rows], [peak for _, _, peak in rows]
+
+
+SWA_KV_CACHE = attach(SWA_KV_CACHE, probes={
+    # source: Longformer's window of w tokens on each side vs Mistral's W past tokens
+    # (mistralai/mistral-src sliding_window): W + 1 kept is the fencepost between them
+    "window_plus_one": (
+        Probe("W = 4, seven one-token appends: positions held", _positions(4, [1] * 7),
+              _final(lambda n, s, pos, want: n == 5 and _kept(5)(n, s, pos, want))),
+        Probe("W = 2, one chunk of 6: positions held", _positions(2, [6]),
+              _final(lambda n, s, pos, want: n == 3 and _kept(3)(n, s, pos, want))),
+    ),
+    # source: no thread found; a teaching note — a write index clamped to the last slot
+    # (min(p, W − 1)) instead of taken modulo W
+    "ring_not_wrapped": (
+        Probe("W = 4, seven one-token appends: positions held", _positions(4, [1] * 7),
+              _final(lambda n, s, pos, want: pos[:3] == [0, 1, 2] and pos[-1] == 6)),
+        Probe("W = 3, chunks of 2, 2, 2: positions held", _positions(3, [2, 2, 2]),
+              _final(lambda n, s, pos, want: pos[:2] == [0, 1] and pos[-1] == 5)),
+    ),
+    # source: the ring buffer of mistralai/mistral-src's RotatingBufferCache: slots are
+    # unrotated (oldest first) before positional use
+    "slot_order": (
+        Probe("W = 4, six one-token appends: positions held", _positions(4, [1] * 6),
+              _final(lambda n, s, pos, want: sorted(pos) == sorted(want) and pos != want)),
+        Probe("W = 3, chunks of 3 and 1: positions held", _positions(3, [3, 1]),
+              _final(lambda n, s, pos, want: sorted(pos) == sorted(want) and pos != want)),
+    ),
+    # source: no thread found; a teaching note — reading the whole preallocated ring before
+    # it is full hands out zero keys that take softmax weight
+    "whole_ring_before_full": (
+        Probe("W = 4, two one-token appends: keys held against len(cache)", _positions(4, [1, 1]),
+              _final(lambda n, s, pos, want: len(pos) == 4 and n == 2)),
+        Probe("W = 3, one token: keys held against len(cache)", _positions(3, [1]),
+              _final(lambda n, s, pos, want: len(pos) == 3 and n == 1)),
+    ),
+    # source: huggingface/transformers' DynamicCache with sliding windows grew with the
+    # conversation until SlidingWindowCache; a list sliced to its last W tokens keeps it all
+    "grows_buffer": (
+        Probe(f"one-token appends to N = {', '.join(map(str, _MEM_SIZES))}: bytes kept against N",
+              _memory, _holds(lambda g, w: loglog_slope(_MEM_SIZES, g[0]) >= 0.5)),
+        Probe(f"one-token appends to N = {', '.join(map(str, _MEM_SIZES))}: peak bytes against N",
+              _memory, _holds(lambda g, w: loglog_slope(_MEM_SIZES, g[1]) >= 0.5)),
+    ),
+    # source: no thread found; a teaching note — evicting by the chunk's size before writing
+    "evicts_whole_chunk": (
+        Probe("W = 5, chunks of 3 and 4: positions held", _positions(5, [3, 4]),
+              _final(lambda n, s, pos, want: 0 < n < 5 and pos == want[-n:])),
+        Probe("W = 5, chunks of 4 and 2: positions held", _positions(5, [4, 2]),
+              _final(lambda n, s, pos, want: 0 < n < 5 and pos == want[-n:])),
+    ),
+}, diagnostics=(
+    Probe("W = 4, chunks of 1, 3, 1, 6, 2: after each append (len, tokens_seen, positions)",
+          _positions(4, [1, 3, 1, 6, 2])),
+))
