@@ -611,3 +611,150 @@ PREFIX_CACHE = Kata(
         "else empty.append(b).",
     ),
 )
+
+
+# ---------------------------------------------------------------------------
+# Diagnosis by behaviour (issue 14): short stories read through allocate's cached_tokens,
+# refcount and num_free (never raw block ids, except whether two tables share one).
+# ---------------------------------------------------------------------------
+
+from attnkata.diagnose import Probe, attach, check as _holds  # noqa: E402
+
+
+def _hit_after(first, second, bs=2, blocks=8):
+    def run(ns):
+        c = ns.PrefixCache(blocks, bs)
+        _alloc(c, first)
+        return _alloc(c, second)[1]
+    return run
+
+
+def _partial_shared(bs, prompt):
+    def run(ns):
+        c = ns.PrefixCache(8, bs)
+        a, _ = _alloc(c, prompt)
+        b, hit = _alloc(c, prompt)
+        return {"the partial last block is shared": a[-1] == b[-1], "cached_tokens": hit}
+    return run
+
+
+def _shared_then_freed(ns):
+    c = ns.PrefixCache(8, 2)
+    a, _ = _alloc(c, [1, 2, 3])
+    b, _ = _alloc(c, [1, 2, 4])
+    c.free(a)
+    c.free(b)
+    return c.refcount(a[0])
+
+
+def _refill_after_shared(ns):
+    c = ns.PrefixCache(4, 2)
+    a, _ = _alloc(c, [1, 2, 3])
+    b, _ = _alloc(c, [1, 2, 4])
+    c.free(a)
+    c.free(b)
+    done = outcome(lambda: _alloc(c, [9, 9, 8, 8, 7, 7, 6]))
+    return done if isinstance(done, str) else "no error"
+
+
+def _held_then_new(ns):
+    c = ns.PrefixCache(2, 2)
+    a, _ = _alloc(c, [1, 1])
+    b, _ = _alloc(c, [2, 2])
+    c.free(b)
+    d, _ = _alloc(c, [3, 3])
+    return {"the new prompt took the held block": d == a, "refcount of the held block": c.refcount(a[0])}
+
+
+def _refreshed(bs, prompts, again, newcomer, ask):
+    """Cache ``prompts`` (each freed), hit ``again`` (freed), then ``newcomer`` needs a block;
+    is ``ask`` still cached? (its cached_tokens, read without allocating: a fresh lookup of
+    the first block of ``ask`` in a 1-block request is avoided, so the count is exact)"""
+    def run(ns):
+        c = ns.PrefixCache(len(prompts), bs)
+        for p in prompts:
+            _hit_and_free(c, p)
+        _hit_and_free(c, again)
+        _hit_and_free(c, newcomer)
+        return _hit_and_free(c, ask)
+    return run
+
+
+def _evicted_after_free(blocks, prompt):
+    """Block size 1, ``blocks`` blocks: x = [5] cached first, then ``prompt`` allocated; free
+    the prompt, then x; a new one-token prompt needs a block: cached_tokens of ``prompt``.
+    Right: the prompt's tail goes first. Front-to-back free: its head. By age alone: x."""
+    def run(ns):
+        c = ns.PrefixCache(blocks, 1)
+        x, _ = _alloc(c, [5])
+        t, _ = _alloc(c, prompt)
+        c.free(t)
+        c.free(x)
+        _hit_and_free(c, [9])
+        return _hit_and_free(c, prompt)
+    return run
+
+
+def _held_taken(ns):
+    """3 blocks of 1: a = [1] held; [2] and [3] cached and freed; then [4] needs a block."""
+    c = ns.PrefixCache(3, 1)
+    a, _ = _alloc(c, [1])
+    _hit_and_free(c, [2])
+    _hit_and_free(c, [3])
+    d, _ = _alloc(c, [4])
+    return d == a
+
+
+PREFIX_CACHE = attach(PREFIX_CACHE, probes={
+    # source: openvinotoolkit/openvino.genai#3722 and vllm-project/aibrix#2330 (a block's
+    # key must identify the whole prefix, not only its own tokens)
+    "hash_block_only": (
+        Probe("block size 2: [1,2,3,4], then [3,4,3,4]: cached_tokens", _hit_after([1, 2, 3, 4], [3, 4, 3, 4]),
+              _holds(lambda g, w: g > 0 and w == 0)),
+        Probe("block size 2: [1,2,7,7], then [7,7,1,2]: cached_tokens", _hit_after([1, 2, 7, 7], [7, 7, 1, 2]),
+              _holds(lambda g, w: g > 0 and w == 0)),
+    ),
+    # source: vllm-project/vllm's block pool frees a request's blocks in reverse order so a
+    # prefix's tail is evicted before its head (jjang-ai/vmlx#68 discusses the free path)
+    "frees_first_block_first": (
+        Probe("3 blocks of 1: [5], then [1,2]; free [1,2], free [5]; [9] needs a block: "
+              "cached_tokens of [1,2]", _evicted_after_free(3, [1, 2]),
+              _holds(lambda g, w: g == 0 and w == 1)),
+        Probe("4 blocks of 1: [5], then [1,2,3]; free [1,2,3], free [5]; [9] needs a block: "
+              "cached_tokens of [1,2,3]", _evicted_after_free(4, [1, 2, 3]),
+              _holds(lambda g, w: g == 0 and w == 2)),
+    ),
+    # source: jjang-ai/vmlx#68 ("blocks with ref_count > 0 can never enter the free LRU
+    # queue"): only unreferenced blocks may be evicted
+    "evicts_referenced": (
+        Probe("2 blocks of 2: [1,1] held, [2,2] freed, then [3,3]", _held_then_new,
+              _holds(lambda g, w: g["the new prompt took the held block"])),
+        Probe("3 blocks of 1: [1] held, [2] and [3] cached and freed, then [4]", _held_taken,
+              _holds(lambda g, w: g is True and w is False)),
+    ),
+    # source: vllm-project/vllm#49145 and kekzl/imp#1120 (cached blocks move to the free
+    # queue when released; a hit takes them out again, refreshing their recency)
+    "fifo_eviction": (
+        Probe("3 blocks of 1: [7], [8], [9] cached, [7] hit again, then [6]: cached_tokens of [7]",
+              _refreshed(1, ([7], [8], [9]), [7], [6], [7]), _holds(lambda g, w: g == 0 and w == 1)),
+        Probe("2 blocks of 2: [1,1], [2,2] cached, [1,1] hit again, then [3,3]: cached_tokens "
+              "of [1,1]", _refreshed(2, ([1, 1], [2, 2]), [1, 1], [3, 3], [1, 1]),
+              _holds(lambda g, w: g == 0 and w == 2)),
+    ),
+    # source: pegainfer-project/pegainfer#291 (the partly filled last page is still being
+    # written) and vLLM's rule that only full blocks are hashed
+    "shares_partial_block": (
+        Probe("block size 2: [1,2,3] twice", _partial_shared(2, [1, 2, 3]),
+              _holds(lambda g, w: g["the partial last block is shared"])),
+        Probe("block size 4: [5,6,7] twice", _partial_shared(4, [5, 6, 7]),
+              _holds(lambda g, w: g["the partial last block is shared"])),
+    ),
+    # source: xLLM-AI/xllm#828 (a ref_count check that skips the decrement: shared blocks
+    # leak and utilisation passes 100 %)
+    "free_without_decref": (
+        Probe("block size 2: [1,2,3] and [1,2,4] share a block; both freed: its refcount",
+              _shared_then_freed, _holds(lambda g, w: g > 0 and w == 0)),
+        Probe("4 blocks of 2: [1,2,3] and [1,2,4] freed, then a 7-token prompt", _refill_after_shared,
+              _holds(lambda g, w: g != "no error" and w == "no error")),
+    ),
+})
