@@ -357,3 +357,42 @@ TRITON_SOFTMAX = attach(
     },
     diagnostics=(Probe("a [4, 40] matrix", _run(_in((4, 40), 2.0)), axes=("row", "column")),),
 )
+
+
+def _exp2_softmax(x):
+    """Correct, written differently: a kernel that exponentiates in base 2 (exp2 of the
+    scaled difference), one program per row, built on first use."""
+    import torch
+
+    kernel = _exp2_kernel()
+    x = x if x.stride(1) == 1 else x.contiguous()
+    y = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    if y.numel():
+        import triton
+
+        kernel[(x.shape[0],)](y, x, y.stride(0), x.stride(0), x.shape[1],
+                              BLOCK=triton.next_power_of_2(x.shape[1]))
+    return y
+
+
+_EXP2: list = []
+
+
+def _exp2_kernel() -> Any:
+    if not _EXP2:
+        import triton
+        import triton.language as tl
+
+        @triton.jit
+        def softmax_exp2(Y, X, sy, sx, n, BLOCK: tl.constexpr):
+            r = tl.program_id(0).to(tl.int64)
+            c = tl.arange(0, BLOCK)
+            x = tl.load(X + r * sx + c, mask=c < n, other=-float("inf")).to(tl.float32)
+            e = tl.exp2((x - tl.max(x, axis=0)) * 1.4426950408889634)
+            tl.store(Y + r * sy + c, (e / tl.sum(e, axis=0)).to(Y.dtype.element_ty), mask=c < n)
+
+        _EXP2.append(softmax_exp2)
+    return _EXP2[0]
+
+
+TRITON_SOFTMAX = attach(TRITON_SOFTMAX, variants=(Fake("exp2_kernel", {"triton_softmax": _exp2_softmax}),))
