@@ -489,3 +489,173 @@ CONTINUOUS_BATCHING = Kata(
     ),
     requires=("numpy", "hypothesis"),
 )
+
+
+# ---------------------------------------------------------------------------
+# Diagnosis by behaviour (issue 14): short traces whose iteration records (batch,
+# finished, free blocks, preemptions) show each rule broken, whichever way it was coded:
+# free blocks that never fall as a sequence grows; the first preemption's victim; a
+# preempted request running more iterations than it has tokens; a later arrival admitted
+# ahead of a preempted one; blocks not back after the last request; tokens after EOS;
+# joins only into an empty batch.
+# ---------------------------------------------------------------------------
+
+from attnkata.diagnose import Probe, attach, check as _holds  # noqa: E402
+
+_WORKED = (4, 2, [(0, [5, 6, 7], 3), (1, [8], 4), (2, [9, 9, 9], 3)])
+_PRESSURE = (6, 2, [(0, [3, 1, 4, 1, 5], 6), (1, [9, 2, 6], 8), (2, [5, 3, 5, 8, 9, 7], 4), (3, [9], 8),
+                    (4, [3, 2, 3, 8], 5), (5, [4, 6, 2, 6, 4, 3, 3], 3)])
+
+
+def _no_eos(seq):
+    return 1
+
+
+def _trace(blocks, bs, reqs, tokens=_no_eos, eos=EOS):
+    return lambda ns: _run(ns, blocks, bs, reqs, eos=eos, tokens=tokens)
+
+
+def _its(g):
+    return [it for it in g["iterations"] if isinstance(it, dict)]
+
+
+def _free_never_falls(g, w):
+    gf, wf = [it["free"] for it in _its(g)], [it["free"] for it in _its(w)]
+    return len(gf) > 2 and len(set(gf[:-1])) == 1 and len(set(wf[:-1])) > 1
+
+
+def _first_victim(trace):
+    its = _its(trace)
+    for i in range(1, len(its)):
+        if its[i]["preemptions"] > its[i - 1]["preemptions"]:
+            prev = [r for r in its[i - 1]["batch"] if r not in its[i - 1]["finished"]]
+            gone = [r for r in prev if r not in its[i]["batch"]]
+            return prev, gone
+    return None
+
+
+def _victim_is_oldest(g, w):
+    got, want = _first_victim(g), _first_victim(w)
+    return bool(got and want and got[1] and got[1][0] == got[0][0] and want[1][0] == want[0][-1])
+
+
+def _extra_runs(g, w):
+    """Some request ran in more iterations than the tokens it produced (it started over)."""
+    runs = {}
+    for it in _its(g):
+        for r in it["batch"]:
+            runs[r] = runs.get(r, 0) + 1
+    return any(n > len(g["outputs"].get(r, [])) for r, n in runs.items()) and g != w
+
+
+def _jumped_queue(g, w):
+    """After a preemption, a request that had never run is admitted before the victim is."""
+    its = _its(g)
+    seen = set()
+    for i, it in enumerate(its):
+        if i and it["preemptions"] > its[i - 1]["preemptions"]:
+            victims = [r for r in its[i - 1]["batch"]
+                       if r not in it["batch"] and r not in its[i - 1]["finished"]]
+            for v in victims:
+                for later in its[i:]:
+                    if v in later["batch"]:
+                        break
+                    if any(r not in seen and r not in victims for r in later["batch"]):
+                        return True
+        seen.update(it["batch"])
+    return False
+
+
+def _blocks_not_back(g, w):
+    its, wits = _its(g), _its(w)
+    return bool(its and wits and its[-1]["free"] < wits[-1]["free"])
+
+
+def _past_eos(g, w):
+    return any(EOS in out[:-1] for out in g["outputs"].values())
+
+
+def _joins_only_when_empty(g, w):
+    def joins(trace):
+        its, seen, out = _its(trace), set(), []
+        for i, it in enumerate(its):
+            new = [r for r in it["batch"] if r not in seen]
+            if i and new:
+                out.append(bool(set(it["batch"]) - set(new)))   # joined a non-empty batch
+            seen.update(it["batch"])
+        return out
+    gj, wj = joins(g), joins(w)
+    return bool(gj) and not any(gj) and any(wj)
+
+
+def _eos_at(n):
+    """Tokens: EOS once a sequence has grown ``n`` tokens past its prompt, else 1."""
+    def tokens(seq, _n=n):
+        return EOS if len(seq) % 5 == _n % 5 else 1
+    return tokens
+
+
+CONTINUOUS_BATCHING = attach(CONTINUOUS_BATCHING, probes={
+    # source: kwon-2023-paged (blocks allocated on demand as decoding writes keys) and
+    # EricLBuehler/mistral.rs#552 (positions past the block table when blocks do not grow)
+    "blocks_at_admission_only": (
+        Probe("8 blocks of 2, one request (1 + 6 tokens): free blocks per iteration",
+              _trace(8, 2, [(0, [1], 6)]), _holds(_free_never_falls),
+              axes=("iteration",)),
+        Probe("9 blocks of 3, one request (2 + 8 tokens): free blocks per iteration",
+              _trace(9, 3, [(0, [4, 4], 8)]), _holds(_free_never_falls)),
+    ),
+    # source: vllm-project/vllm's scheduler preempts the lowest-priority (latest) running
+    # group; hw-native-sys/pypto-lib#274 picks the latest arrival as the victim
+    "preempt_oldest": (
+        Probe("the worked example: whom the first preemption removes", _trace(*_WORKED),
+              _holds(_victim_is_oldest)),
+        Probe("six requests on 6 blocks of 2: whom the first preemption removes", _trace(*_PRESSURE),
+              _holds(_victim_is_oldest)),
+    ),
+    # source: hw-native-sys/pypto-lib#274 (preemption resets computed tokens) and
+    # RedHeartSecretMan/vllm-oxide#40 (recompute must keep prompt plus completion)
+    "preempt_drops_output": (
+        Probe("the worked example: iterations each request ran against its tokens",
+              _trace(*_WORKED), _holds(_extra_runs)),
+        Probe("six requests on 6 blocks of 2: iterations each request ran against its tokens",
+              _trace(*_PRESSURE), _holds(_extra_runs)),
+    ),
+    # source: HabanaAI/vllm-fork#2247 (preempted sequences and the queue they return to)
+    # and GeeeekExplorer/nano-vllm#196 (resuming preempted requests first)
+    "preempted_to_back": (
+        Probe("six requests on 6 blocks of 2: admissions after a preemption", _trace(*_PRESSURE),
+              _holds(_jumped_queue)),
+        Probe("six requests on 5 blocks of 3: admissions after a preemption",
+              _trace(5, 3, _PRESSURE[2]), _holds(_jumped_queue)),
+    ),
+    # source: jjang-ai/vmlx#68 (completed requests never release their blocks)
+    "finished_keeps_blocks": (
+        Probe("4 blocks of 2, one request (1 + 3): free blocks at the end", _trace(4, 2, [(0, [1], 3)]),
+              _holds(_blocks_not_back)),
+        Probe("the worked example: free blocks at the end", _trace(*_WORKED),
+              _holds(_blocks_not_back)),
+    ),
+    # source: vllm-project/vllm#6865 (finished requests and the stop conditions that end them)
+    "eos_ignored": (
+        Probe("one request whose 3rd token is EOS (max 6)", _trace(8, 2, [(0, [1, 1], 6)], _eos_at(0)),
+              _holds(_past_eos)),
+        Probe("two requests that draw EOS early (max 8)",
+              _trace(8, 2, [(0, [1], 8), (1, [2, 2, 2], 8)], _eos_at(3)), _holds(_past_eos)),
+    ),
+    # source: yu-2022-orca (iteration-level scheduling replaces request-level batching) and
+    # pytorch/serve#3160 (continuous batching: new requests join a running batch)
+    "static_batching": (
+        Probe("2 blocks of 8: a long request, a one-token one, then a third that waits for "
+              "a block", _trace(2, 8, [(0, [1] * 4, 4), (1, [2] * 4, 1), (2, [3] * 4, 2)]),
+              _holds(_joins_only_when_empty)),
+        Probe("3 blocks of 8: a long request, two short ones, then a fourth that waits",
+              _trace(3, 8, [(0, [1] * 4, 5), (1, [2], 1), (2, [3], 2), (3, [4] * 3, 2)]),
+              _holds(_joins_only_when_empty)),
+    ),
+}, diagnostics=(
+    Probe("the worked example: free blocks after each iteration",
+          lambda ns: __import__("numpy").array(
+              [it["free"] for it in _its(_run(ns, *_WORKED, tokens=_no_eos))], dtype=float),
+          axes=("iteration",)),
+))
