@@ -251,7 +251,7 @@ def spec_exact_distribution(ctx):
             lines = [f"γ = {gamma}, V = 3: after the emitted prefix {list(s)} the next token is distributed "
                      f"{np.array2string(got, formatter=show)}, but the target's p(· | {list(s)}) is "
                      f"{np.array2string(want, formatter=show)} (exact, over all outcomes)."]
-            ctx.fail("\n".join(lines), misconception=matched)
+            ctx.fail("\n".join(lines), misconception=matched, diagnose=True)
     # the mean length, with the same p and q at every position (the formula's assumption)
     p1, q1 = np.array([0.5, 0.3, 0.2]), np.array([0.2, 0.5, 0.3])
     cases = outcomes(3, target=lambda s, v: p1, draft=lambda s, v: q1)
@@ -263,7 +263,7 @@ def spec_exact_distribution(ctx):
     if abs(mean - want) > 1e-9:
         ctx.fail(f"with the same p and q at every position (α = {alpha:g}, γ = 3) a step emits {mean:.6f} "
                  f"tokens on average; (1 − α⁴)/(1 − α) = {want:.6f}.",
-                 misconception=_diagnose_mean(ctx, cases, mean))
+                 misconception=_diagnose_mean(ctx, cases, mean), diagnose=True)
     ctx.record(f"exact enumeration (V = 3, γ = 1, 2, 3): largest gap to the target ≤ 1e-9; "
                f"mean tokens per step {mean:.4f} = (1 − α⁴)/(1 − α) at α = {alpha:g}")
 
@@ -342,7 +342,7 @@ def spec_statistical(ctx):
             ctx.fail(f"over {n} seeded steps the {'first' if k == 0 else 'second'} emitted token fails a "
                      f"chi-square test against the target (χ² = {stat:.1f} ≥ {CHI2_CRIT_DF4}, 4 degrees "
                      f"of freedom, p < 1e-6): the output is not distributed as the target's.",
-                     misconception=theirs)
+                     misconception=theirs, diagnose=True)
     ctx.record(f"seed {STAT_SEED}, {STAT_N} steps: " + "; ".join(figures) + f" (critical {CHI2_CRIT_DF4})")
 
 
@@ -442,3 +442,109 @@ SPECULATIVE_DECODING = Kata(
     ),
     requires=("numpy", "hypothesis"),
 )
+
+
+# ---------------------------------------------------------------------------
+# Diagnosis by behaviour (issue 14): single steps with chosen uniforms, where each rule
+# decides the outcome — an over-proposed guess at u = 0.5, the target's argmax drafted
+# less often than the target wants, the replacement drawn at ru = 0.4, 0.55, 0.95 —
+# and α on two pairs of distributions.
+# ---------------------------------------------------------------------------
+
+from attnkata.diagnose import Probe, attach, check as _holds, close  # noqa: E402
+
+_P3 = np.array([0.5, 0.4, 0.1])
+_Q3 = np.array([0.2, 0.2, 0.6])
+
+
+def _one(p_row, q_row, x, u, ru=0.3, bonus_row=(0.2, 0.3, 0.5)):
+    """One guess: p = [p_row, bonus_row], q = [q_row]; returns the emitted tokens."""
+    p = np.array([p_row, bonus_row], dtype=np.float64)
+    q = np.array([q_row], dtype=np.float64)
+    return lambda ns: [int(t) for t in ns.speculative_step(p, q, [x], np.array([u]), ru)]
+
+
+def _accepted(x):
+    return _holds(lambda g, w: isinstance(g, list) and g[:1] == [x] and w[:1] != [x])
+
+
+def _rejected(x):
+    return _holds(lambda g, w: isinstance(g, list) and g[:1] != [x] and w[:1] == [x])
+
+
+def _all_accepted(gamma):
+    p = np.full((gamma + 1, 3), 1 / 3)
+    q = np.full((gamma, 3), 1 / 3)
+    xs = [i % 3 for i in range(gamma)]
+    return lambda ns: [int(t) for t in ns.speculative_step(p, q, xs, np.zeros(gamma), 0.5)]
+
+
+def _reject_then_good(gamma, at):
+    """Guess ``at`` is over-proposed and rejected (u = 0.99); every other guess is certain."""
+    p = np.tile(np.array([0.1, 0.8, 0.1]), (gamma + 1, 1))
+    q = np.tile(np.array([0.1, 0.8, 0.1]), (gamma, 1))
+    p[at], q[at] = [0.1, 0.1, 0.8], [0.1, 0.8, 0.1]
+    xs = [1] * gamma
+    us = np.full(gamma, 0.01)
+    us[at] = 0.99
+    return lambda ns: [int(t) for t in ns.speculative_step(p, q, xs, us, 0.5)]
+
+
+SPECULATIVE_DECODING = attach(SPECULATIVE_DECODING, probes={
+    # source: deepseek-ai/DeepSpec#31 (the acceptance ratio must use the same draft
+    # distribution the guess was drawn from: min(1, p(x)/q(x)))
+    "ratio_inverted": (
+        Probe("a guess the draft over-proposes (p 0.1, q 0.6) at u = 0.5", _one(_P3, _Q3, 2, 0.5),
+              _accepted(2)),
+        Probe("a guess the draft under-proposes (p 0.4, q 0.1) at u = 0.5",
+              _one([0.5, 0.4, 0.1], [0.2, 0.1, 0.7], 1, 0.5), _rejected(1)),
+    ),
+    # source: NJUNLP/MCSD#5 and eth-sri/language-model-arithmetic#14 ("why resample from
+    # p − q and not from p?")
+    "resample_from_target": (
+        Probe("a rejected guess, replacement at ru = 0.95: a token the residual excludes?",
+              _one(_P3, _Q3, 2, 0.99, ru=0.95), _holds(lambda g, w: g[:1] == [2] and w[:1] != [2])),
+        Probe("a rejected guess, replacement at ru = 0.55: p's draw (1), not the residual's (0)",
+              _one(_P3, _Q3, 2, 0.99, ru=0.55), _holds(lambda g, w: g[:1] == [1] and w[:1] == [0])),
+    ),
+    # source: vllm-project/vllm#2336 (modified rejection sampling: the recovered distribution
+    # is max(0, p − q) normalised)
+    "residual_not_normalised": (
+        Probe("a rejected guess, replacement at ru = 0.95: a token the residual excludes?",
+              _one(_P3, _Q3, 2, 0.99, ru=0.95), _holds(lambda g, w: g[:1] == [2] and w[:1] != [2])),
+        Probe("a rejected guess, replacement at ru = 0.4: past the residual's unnormalised mass",
+              _one(_P3, _Q3, 2, 0.99, ru=0.4), _holds(lambda g, w: g[:1] == [1] and w[:1] == [0])),
+    ),
+    # source: vllm-project/vllm#5131 ("if all the draft tokens are selected then we append
+    # the bonus token")
+    "no_bonus_token": (
+        Probe("γ = 2, p = q uniform, every guess accepted: tokens emitted", _all_accepted(2),
+              _holds(lambda g, w: len(g) == 2 and len(w) == 3)),
+        Probe("γ = 4, every guess accepted: tokens emitted", _all_accepted(4),
+              _holds(lambda g, w: len(g) == 4 and len(w) == 5)),
+    ),
+    # source: jaymody/speculative-sampling#3 and ml-explore/mlx-swift-lm#459 (argmax or
+    # equality acceptance is right for greedy decoding only)
+    "greedy_verify": (
+        Probe("the target's argmax guessed where q > p (p 0.5, q 0.8) at u = 0.99",
+              _one([0.5, 0.3, 0.2], [0.8, 0.1, 0.1], 0, 0.99), _accepted(0)),
+        Probe("a guess the target likes more than the draft (p 0.3, q 0.1), not its argmax",
+              _one([0.6, 0.3, 0.1], [0.8, 0.1, 0.1], 1, 0.99), _holds(lambda g, w: g[:1] == [0])),
+    ),
+    # source: lablup/mlxcel#902 ("on the first rejection, the correction is drawn … then
+    # stop"): later guesses were drafted from a prefix that is now wrong
+    "keeps_going_after_reject": (
+        Probe("γ = 2: the 1st guess rejected, the 2nd certain", _reject_then_good(2, 0),
+              _holds(lambda g, w: len(w) == 1 and len(g) > 1 and g[0] != 1)),
+        Probe("γ = 3: the 2nd guess rejected, the 3rd certain", _reject_then_good(3, 1),
+              _holds(lambda g, w: len(w) == 2 and len(g) > 2 and g[1] != 1)),
+    ),
+    # source: leviathan-2023 (α = 1 − D_LK with D_LK = ½ Σ|p − q|): the ½ dropped
+    "tv_without_half": (
+        Probe.of("acceptance_rate([.5, .4, .1], [.2, .2, .6])", "acceptance_rate", _P3, _Q3,
+                 holds=_holds(lambda g, w: close(float(g), 0.0) and close(float(w), 0.5))),
+        Probe.of("acceptance_rate([.7, .3], [.4, .6])", "acceptance_rate",
+                 np.array([0.7, 0.3]), np.array([0.4, 0.6]),
+                 holds=_holds(lambda g, w: close(float(g), 0.4) and close(float(w), 0.7))),
+    ),
+})
