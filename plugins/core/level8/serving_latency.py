@@ -336,3 +336,121 @@ SERVING_LATENCY = Kata(
     ),
     requires=("numpy", "hypothesis"),
 )
+
+
+# ---------------------------------------------------------------------------
+# Diagnosis by behaviour (issue 14): tiny traces where each mistake's timings or metrics
+# have a closed form — each request priced as if alone; decode steps priced at a batch of
+# one; TPOT over n tokens or over E2E; percentiles by nearest rank.
+# ---------------------------------------------------------------------------
+
+from attnkata.diagnose import Probe, attach, attempt, check as _holds, close  # noqa: E402
+
+_COST = (0.5, 10.0, 2.0)
+
+
+def _serve(arrival, prompts, outputs, cost=_COST):
+    a, p, o = (np.array(x, dtype=np.float64 if i == 0 else np.int64)
+               for i, x in enumerate((arrival, prompts, outputs)))
+    return lambda ns: tuple(np.asarray(x, dtype=np.float64) for x in ns.serve_trace(a, p, o, *cost))
+
+
+def _pair(a, b):
+    return lambda ns: (attempt(lambda: a(ns)), attempt(lambda: b(ns)))
+
+
+def _alone(prompts, arrival, cost=_COST):
+    return np.asarray(arrival, np.float64) + cost[0] * np.asarray(prompts, np.float64)
+
+
+def _batch_of_one(outputs, cost=_COST):
+    """First tokens right; each later token one step of base + per_seq (a batch of one)."""
+    def holds(g, w):
+        first, finish = g
+        steps = np.asarray(outputs, np.float64) - 1
+        return (close(first, w[0]) and not close(finish, w[1])
+                and close(finish, first + steps * (cost[1] + cost[2])))
+    return _holds(holds)
+
+
+_A = np.array([0.0, 5.0, 5.0, 40.0])
+_N = np.array([3, 5, 1, 2])
+_F1 = np.array([10.0, 30.0, 12.0, 50.0])
+_E1 = np.array([30.0, 90.0, 12.0, 70.0])
+
+
+def _metrics(arrival, outputs, first, finish, slo=(100.0, 10.0)):
+    return lambda ns: ns.latency_metrics(arrival, outputs, first, finish, *slo)
+
+
+def _tpot_is(fn):
+    return _holds(lambda g, w: close(np.asarray(g["tpot_ms"], np.float64), fn)
+                  and not close(np.asarray(w["tpot_ms"], np.float64), fn))
+
+
+def _ranked(values):
+    s = np.sort(np.asarray(values, np.float64))
+    return lambda q: float(s[max(int(np.ceil(q / 100 * s.size)) - 1, 0)])
+
+
+_TT = np.arange(1.0, 11.0)          # TTFTs 1 … 10 ms
+_TT2 = np.array([3.0, 40.0, 7.0, 12.0, 5.0, 9.0])
+
+
+def _percentiles(ttft):
+    n = ttft.size
+    return _metrics(np.zeros(n), np.full(n, 2), ttft, ttft + 4.0)
+
+
+def _nearest(ttft):
+    r = _ranked(ttft)
+    return _holds(lambda g, w: close(g["p99_ttft_ms"], r(99)) and close(g["p50_ttft_ms"], r(50))
+                  and not close(w["p50_ttft_ms"], r(50)))
+
+
+SERVING_LATENCY = attach(SERVING_LATENCY, probes={
+    # source: zhong-2024-distserve (TTFT under load includes queueing and other prompts'
+    # prefill); a per-request estimate from the cost model leaves them out
+    "latency_without_contention": (
+        Probe("one request alone, then two arriving together (1 token each)",
+              _pair(_serve([0.0], [100], [1]), _serve([0.0, 0.0], [100, 40], [1, 1])),
+              _holds(lambda g, w: close(g[0], w[0]) and not close(g[1], w[1]))),
+        Probe("two requests arriving together: first tokens as if each had the server alone",
+              _serve([0.0, 0.0], [100, 40], [2, 2]),
+              _holds(lambda g, w: close(g[0], _alone([100, 40], [0.0, 0.0])) and not close(g[0], w[0]))),
+    ),
+    # source: agrawal-2024-sarathi (a decode iteration's time grows with the batch it
+    # carries; "decode is memory-bound, so batching is free" is the half-truth)
+    "decode_cost_ignores_batch": (
+        Probe("two requests together (10 + 10 tokens of prompt, 3 tokens each)",
+              _serve([0.0, 0.0], [10, 10], [3, 3]), _batch_of_one([3, 3])),
+        Probe("three requests together (4 tokens of prompt, 2 tokens each)",
+              _serve([0.0, 0.0, 0.0], [4, 4, 4], [2, 2, 2]), _batch_of_one([2, 2, 2])),
+    ),
+    # source: zhong-2024-distserve (TPOT over the n − 1 tokens after the first)
+    "tpot_over_all_tokens": (
+        Probe("latency_metrics on four requests (3, 5, 1, 2 tokens)", _metrics(_A, _N, _F1, _E1),
+              _tpot_is((_E1 - _F1) / _N)),
+        Probe("latency_metrics on two requests (4 and 6 tokens)",
+              _metrics(np.array([0.0, 0.0]), np.array([4, 6]), np.array([5.0, 8.0]), np.array([35.0, 58.0])),
+              _tpot_is(np.array([30.0 / 4, 50.0 / 6]))),
+    ),
+    # source: dashboards' "latency per token" (E2E / n) mistaken for TPOT (a teaching note;
+    # zhong-2024-distserve separates TTFT from TPOT)
+    "tpot_includes_waiting": (
+        Probe("latency_metrics on four requests (3, 5, 1, 2 tokens)", _metrics(_A, _N, _F1, _E1),
+              _tpot_is((_E1 - _A) / _N)),
+        Probe("latency_metrics on two requests (4 and 6 tokens)",
+              _metrics(np.array([0.0, 0.0]), np.array([4, 6]), np.array([5.0, 8.0]), np.array([35.0, 58.0])),
+              _tpot_is(np.array([35.0 / 4, 58.0 / 6]))),
+    ),
+    # source: numpy.percentile's default is linear interpolation (numpy/numpy "method"
+    # parameter docs); nearest rank is the textbook definition
+    "nearest_rank_percentile": (
+        Probe("TTFTs 1 … 10 ms: p50 and p99", _percentiles(_TT), _nearest(_TT)),
+        Probe("TTFTs 3, 40, 7, 12, 5, 9 ms: p50 and p99", _percentiles(_TT2), _nearest(_TT2)),
+    ),
+}, diagnostics=(
+    Probe("four requests (arrivals 0, 5, 5, 40 ms; 3, 5, 1, 2 tokens): first-token and finish "
+          "times", _serve(_A, [20, 8, 8, 30], _N), axes=("request",)),
+))
