@@ -517,3 +517,82 @@ FLASH_ATTENTION_FORWARD = attach(
     },
     diagnostics=(_probe("GQA 4:2, causal, N = 20", _STRIDED, None, causal=True),),
 )
+
+
+# ---------------------------------------------------------------------------
+# A correct variant written differently from the reference kernel: natural exp and log
+# (no log2 domain), BLOCK_N = 32 (not the stub's 16), the causal mask applied in every
+# tile; selfcheck proves it passes every check and fires no probe.
+# ---------------------------------------------------------------------------
+
+_NATURAL: list = []
+
+
+def _natural_kernel() -> Any:
+    if not _NATURAL:
+        import triton
+        import triton.language as tl
+
+        @triton.jit
+        def fwd_natural(Q, K, V, O, L, sqz, sqh, sqm, sqk, skz, skh, skn, skk,
+                        svz, svh, svn, svk, soz, soh, som, sok, H, G, N, scale,
+                        CAUSAL: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
+                        D: tl.constexpr):
+            start = tl.program_id(0)
+            hz = tl.program_id(1)
+            z = hz // H
+            h = hz % H
+            kvh = h // G
+            rows = start * BM + tl.arange(0, BM)
+            feats = tl.arange(0, D)
+            q = tl.load(Q + z * sqz + h * sqh + rows[:, None] * sqm + feats[None, :] * sqk,
+                        mask=rows[:, None] < N, other=0.0)
+            m_i = tl.full([BM], float("-inf"), tl.float32)
+            l_i = tl.zeros([BM], tl.float32)
+            acc = tl.zeros([BM, D], tl.float32)
+            hi = N
+            if CAUSAL:
+                hi = tl.minimum((start + 1) * BM, N)
+            for s0 in range(0, hi, BN):
+                cols = s0 + tl.arange(0, BN)
+                kt = tl.load(K + z * skz + kvh * skh + cols[None, :] * skn + feats[:, None] * skk,
+                             mask=cols[None, :] < N, other=0.0)
+                s = tl.dot(q, kt) * scale
+                ok = cols[None, :] < N
+                if CAUSAL:
+                    ok = ok & (rows[:, None] >= cols[None, :])
+                s = tl.where(ok, s, float("-inf"))
+                m_new = tl.maximum(m_i, tl.max(s, 1))
+                alpha = tl.exp(m_i - m_new)
+                p = tl.exp(s - m_new[:, None])
+                l_i = l_i * alpha + tl.sum(p, 1)
+                vt = tl.load(V + z * svz + kvh * svh + cols[:, None] * svn + feats[None, :] * svk,
+                             mask=cols[:, None] < N, other=0.0)
+                acc = acc * alpha[:, None] + tl.dot(p.to(vt.dtype), vt)
+                m_i = m_new
+            tl.store(O + z * soz + h * soh + rows[:, None] * som + feats[None, :] * sok,
+                     (acc / l_i[:, None]).to(O.dtype.element_ty), mask=rows[:, None] < N)
+            tl.store(L + hz * N + rows, m_i + tl.log(l_i), mask=rows < N)
+
+        _NATURAL.append(fwd_natural)
+    return _NATURAL[0]
+
+
+def _natural_exp_forward(q, k, v, causal=False, sm_scale=None):
+    import torch
+    import triton
+
+    B, H, N, d = q.shape
+    o = torch.empty_like(q)
+    lse = torch.empty((B, H, N), dtype=torch.float32, device=q.device)
+    if o.numel() == 0:
+        return o, lse
+    scale = scale_of(q, sm_scale)
+    _natural_kernel()[(triton.cdiv(N, 16), B * H)](
+        q, k, v, o, lse, *q.stride(), *k.stride(), *v.stride(), *o.stride(),
+        H, H // k.shape[1], N, scale, CAUSAL=bool(causal), BM=16, BN=32, D=d)
+    return o, lse
+
+
+FLASH_ATTENTION_FORWARD = attach(FLASH_ATTENTION_FORWARD, variants=(
+    Fake("natural_exp_block32", {ENTRY: _natural_exp_forward}),))
