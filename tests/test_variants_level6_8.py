@@ -326,8 +326,6 @@ def _block(q, k, v, mask):
 
 def _sim(merge):
     def ring_attention_sim(q_shards, k_shards, v_shards, causal=False, layout="contiguous"):
-        import torch
-
         P, n = len(q_shards), q_shards[0].shape[-2]
         out = []
         for r in range(P):

@@ -177,7 +177,7 @@ RING_ATTENTION = Kata(
 
 from attnkata.diagnose import Probe, attach, check as _holds, close  # noqa: E402
 
-from .ring_ranks import RingCase, make_case  # noqa: E402
+from .ring_ranks import RingCase  # noqa: E402
 
 _N = 2  # tokens per shard (zigzag needs an even number)
 

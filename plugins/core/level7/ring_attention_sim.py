@@ -228,8 +228,6 @@ from attnkata.diagnose import Probe, attach, attempt, check as _holds, close, fi
 
 
 def _case(P, n=4, d=4, seed=71, scale=1.0, dtype="float64", same_k=False, same_v=False):
-    import torch
-
     q, k, v = full_qkv(P, n, d, (2,), dtype, scale, seed)
     if same_k:   # every shard's K block is shard 0's
         k = k[..., :n, :].repeat(1, P, 1)
