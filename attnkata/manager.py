@@ -26,6 +26,7 @@ BUILTIN_PLUGINS = (
     "attnkata_plugins.bench",
     "attnkata_plugins.kvlab",
     "attnkata_plugins.paged_demo",
+    "attnkata_plugins.compile_gate",
     "attnkata_plugins.serve",
 )
 
