@@ -192,9 +192,11 @@ def _leaves(values: Iterable[Any]) -> list:
 def layout_check(entry: str, inputs: Callable[[Any], Iterable[tuple[tuple, dict]]], doc: str, *,
                  id: str, layouts: tuple[str, ...] = ("transposed", "sliced"),
                  which: tuple | None = None, tol: Any = None,
-                 decorator: Callable[..., Any] = check) -> Check:
+                 decorator: Callable[..., Any] = check, against: str = "reference") -> Check:
     """A check: ``entry`` on views of each case of ``inputs(ctx)`` — ``(args, kwargs)``
-    pairs — must equal the reference's answer on the contiguous originals.
+    pairs — must equal the reference's answer on the contiguous originals
+    (``against="self"``: the learner's own answer on them, for katas with more than
+    one right answer, such as a sampler's draws).
 
     ``which`` names the argument positions (ints) and keywords (strs) to re-lay out
     (default: every floating array); ``tol`` is ``(rtol, atol)`` or a function of the
@@ -207,7 +209,8 @@ def layout_check(entry: str, inputs: Callable[[Any], Iterable[tuple[tuple, dict]
     def run(ctx: Any) -> None:
         for args, kwargs in inputs(ctx):
             case_tol = tol(args, kwargs) if callable(tol) else tol
-            want = ctx.reference(entry, *args, **kwargs)
+            want = (ctx.call(entry, *copy.deepcopy(args), **copy.deepcopy(kwargs))
+                    if against == "self" else ctx.reference(entry, *args, **kwargs))
             for layout in layouts:
                 a = tuple(relayout(v, layout, which, i) for i, v in enumerate(args))
                 kw = {k: relayout(v, layout, which, k) for k, v in kwargs.items()}

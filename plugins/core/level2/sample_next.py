@@ -137,8 +137,9 @@ def _global_rng(logits, rng, temperature=1.0, top_k=None, top_p=None):
 sample_strided_inputs = layout_check(
     "sample_next", lambda ctx: [((ctx.rng.standard_normal(11) * 2, np.random.default_rng(s)),
                                  {"top_k": 5}) for s in (1, 2, 3)],
-    "logits as every other entry of a longer buffer: the same draw from the same generator",
-    id="sample_strided_inputs", layouts=("sliced",))
+    "logits as every other entry of a longer buffer: the same draw as from the contiguous "
+    "logits with the same generator state", id="sample_strided_inputs", layouts=("sliced",),
+    against="self")
 
 
 SAMPLE_NEXT = Kata(
@@ -322,6 +323,8 @@ SAMPLE_NEXT = attach(
     variants=(
         Fake("inverse_cdf", {"sample_next": lambda logits, rng, temperature=1.0, top_k=None,
                              top_p=None: _inverse_cdf(logits, rng, temperature, top_k, top_p)}),
+        Fake("gumbel_max", {"sample_next": lambda logits, rng, temperature=1.0, top_k=None,
+                            top_p=None: _gumbel_max(logits, rng, temperature, top_k, top_p)}),
     ),
 )
 
@@ -330,5 +333,13 @@ def _inverse_cdf(logits, rng, temperature=1.0, top_k=None, top_p=None):
     """A correct variant: one uniform number against the cumulative distribution."""
     cdf = np.cumsum(filtered_probs(logits.astype(np.float64) / temperature, top_k, top_p))
     return int(min(np.searchsorted(cdf, rng.random() * cdf[-1], side="right"), logits.size - 1))
+
+
+
+def _gumbel_max(logits, rng, temperature=1.0, top_k=None, top_p=None):
+    """A correct variant that uses the generator differently: argmax of log p + Gumbel noise."""
+    p = filtered_probs(logits.astype(np.float64) / temperature, top_k, top_p)
+    with np.errstate(divide="ignore"):
+        return int(np.argmax(np.log(p) + rng.gumbel(size=p.size)))
 
 # == end of diagnosis by behaviour, levels 0-2 ==
