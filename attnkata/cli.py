@@ -79,9 +79,14 @@ def say_problems(problems: Sequence, args) -> bool:
 
 
 def print_renderable(renderable, args) -> None:
-    """Print a rich renderable to stdout: colour only on a terminal without NO_COLOR."""
-    from .render import render, use_color
+    """Print a rich renderable to stdout: colour only on a terminal without NO_COLOR.
 
+    A bare table is drawn whole when every word fits the width, else row by row
+    (render.Fitted): never a word cut in two."""
+    from .render import Fitted, render, use_color
+
+    if isinstance(renderable, Table):
+        renderable = Fitted(renderable)
     sys.stdout.write(render(renderable, color=use_color(sys.stdout.isatty()), width=args.width))
 
 
