@@ -796,3 +796,47 @@ def test_every_misconception_of_levels_6_to_8_has_two_probes():
         assert len(k.misconceptions) >= 5, name
         thin = [m.id for m in k.misconceptions if len(m.probes) < 2]
         assert not thin, (name, thin)
+
+
+# ---------------------------------------------------------------------------
+# A mistake no misconception models: nothing is named, and the failure says where in
+# the kata's terms (which sequence and head; which step of a story)
+# ---------------------------------------------------------------------------
+
+def _first_length_for_all(q, k_pages, v_pages, block_tables, seq_lens):
+    """Unmodelled: every sequence read with the batch's first length (seq_lens[0])."""
+    import torch
+
+    first = torch.full_like(seq_lens, int(seq_lens[0]))
+    return _decode(q, k_pages, v_pages, block_tables, torch.minimum(first, seq_lens.new_tensor(
+        [block_tables.shape[1] * k_pages.shape[1]])))
+
+
+def test_unmodelled_decode_mistake_says_which_sequence():
+    k, ref = _kata(6, "paged_attention_decode")
+    results = verdicts(k, ref, {"paged_attention_decode": _first_length_for_all})
+    failed = [r for r in results if r.outcome == FAILED]
+    assert failed and not any(r.misconception_ids for r in failed)
+    # the diagnostics' batch has lengths 1, 4, 6, 9: sequence 0 is right, 1–3 are wrong
+    assert any("Where it goes wrong" in r.message and "— sequence 1–3 of 0–3" in r.message
+               for r in failed), failed[0].message
+
+
+def _free_returns_lifo_but_forgets_refcount(self, block):
+    """Unmodelled: free checks ownership, returns the block, but leaves its refcount at 1
+    (so the next allocate hands out a block whose refcount reads 2 after incref)."""
+    self._check_owned(block, "free")
+    if self._refcounts[block] == 1:
+        self._free.appendleft(block)
+    else:
+        self._refcounts[block] -= 1
+
+
+def test_unmodelled_allocator_mistake_says_which_step():
+    k, ref = _kata(6, "block_allocator")
+    make = subclass("BlockAllocator", free=_free_returns_lifo_but_forgets_refcount)
+    results = verdicts(k, ref, make(ref))
+    failed = [r for r in results if r.outcome == FAILED]
+    assert failed and not any(r.misconception_ids for r in failed)
+    assert any("Where it goes wrong" in r.message and "— step (0-based) 4" in r.message
+               for r in failed), failed[0].message

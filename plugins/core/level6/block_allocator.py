@@ -387,7 +387,8 @@ def _is_sentinel(value):
 
 
 def _steps(ns):
-    """Diagnostics: num_free after each step of a 10-step story (NaN where a step raised)."""
+    """Diagnostics: after each step of a 10-step story, (num_free, refcount of blocks 0, 1
+    and 2); NaN where a step raised."""
     import math
 
     a = ns.BlockAllocator(3, 4)
@@ -395,7 +396,9 @@ def _steps(ns):
 
     def step(thunk):
         done = outcome(thunk)
-        out.append(float(a.num_free) if not isinstance(done, str) else math.nan)
+        row = [float(a.num_free)] + [float(outcome(lambda b=b: a.refcount(b))) if not isinstance(
+            outcome(lambda b=b: a.refcount(b)), str) else math.nan for b in range(3)]
+        out.append(row if not isinstance(done, str) else [math.nan] * 4)
         return done
 
     held["a"] = step(a.allocate)
@@ -456,8 +459,8 @@ BLOCK_ALLOCATOR = attach(BLOCK_ALLOCATOR, probes={
     ),
 }, diagnostics=(
     Probe("BlockAllocator(3, 4): a, b = allocate(); incref(a); free(a); free(b); c = "
-          "allocate(); free(a); allocate() ×3 — num_free after each step", _steps,
-          axes=("step",)),
+          "allocate(); free(a); allocate() ×3 — num_free and refcounts after each step", _steps,
+          axes=("step (0-based)", "num_free / refcount(0) / refcount(1) / refcount(2)")),
 ))
 
 

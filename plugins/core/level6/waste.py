@@ -267,3 +267,15 @@ WASTE = attach(WASTE, probes={
           lambda ns: np.array([float(ns.reserved_waste([n], 9)) for n in range(10)]),
           axes=("length n",)),
 ))
+
+
+def _paged_float_ceil(seq_lens, block_size):
+    """Correct, other way: np.ceil on float lengths (exact for any realistic length)."""
+    lens = np.asarray(seq_lens, dtype=np.float64)
+    slots = float((np.ceil(lens / block_size) * block_size).sum())
+    return float(1.0 - lens.sum() / slots) if slots else 0.0
+
+
+from attnkata import Fake  # noqa: E402
+
+WASTE = attach(WASTE, variants=(Fake("float_ceil", {"paged_waste": _paged_float_ceil}),))

@@ -302,3 +302,21 @@ ZIGZAG_SHARDS = attach(ZIGZAG_SHARDS, probes={
               _holds(lambda g, w: not isinstance(g, Raised))),
     ),
 })
+
+
+def _index_pairs(x, world_size, dim):
+    """Correct, other way: one index_select per rank with the two chunks' positions."""
+    import torch
+
+    if x.shape[dim] % (2 * world_size):
+        raise ValueError("length not divisible by 2·world_size")
+    c = x.shape[dim] // (2 * world_size)
+    return [x.index_select(dim, torch.cat([torch.arange(r * c, (r + 1) * c),
+                                           torch.arange((2 * world_size - 1 - r) * c,
+                                                        (2 * world_size - r) * c)]))
+            for r in range(world_size)]
+
+
+from attnkata import Fake  # noqa: E402
+
+ZIGZAG_SHARDS = attach(ZIGZAG_SHARDS, variants=(Fake("index_pairs", {"zigzag_shards": _index_pairs}),))

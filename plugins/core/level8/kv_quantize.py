@@ -461,3 +461,19 @@ KV_QUANTIZE = attach(KV_QUANTIZE, probes={
 }, diagnostics=(
     Probe.of("keys [4, 3]: (int8 numbers, scales)", "quantize_keys", _K1, axes=("token", "channel")),
 ))
+
+
+def _reciprocal_scale(x, axis):
+    """Correct, other way: x · (127 / max) rounded with np.round (a tie may flip one level,
+    which the comparison allows)."""
+    m = np.abs(x).max(axis=axis, keepdims=True)
+    inv = np.where(m == 0, 0, 127 / np.where(m == 0, 1, m))
+    return (np.clip(np.round(x * inv), -127, 127).astype(np.int8),
+            (m / np.asarray(127, dtype=x.dtype)).astype(x.dtype, copy=False))
+
+
+from attnkata import Fake  # noqa: E402
+
+KV_QUANTIZE = attach(KV_QUANTIZE, variants=(Fake("reciprocal_scale", {
+    "quantize_keys": lambda k: _reciprocal_scale(k, -2),
+    "quantize_values": lambda v: _reciprocal_scale(v, -1)}),))

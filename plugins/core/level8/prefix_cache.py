@@ -758,3 +758,14 @@ PREFIX_CACHE = attach(PREFIX_CACHE, probes={
               _holds(lambda g, w: g != "no error" and w == "no error")),
     ),
 })
+
+
+class _PrefixTextKeys:
+    """Correct, other way: a block's key is the text of the whole prefix up to its end."""
+
+    def _hashes(self, tokens):
+        bs = self.block_size
+        return [" ".join(map(str, tokens[:(i + 1) * bs])) for i in range(len(tokens) // bs)]
+
+
+PREFIX_CACHE = attach(PREFIX_CACHE, variants=(Fake("prefix_text_keys", _impl(_PrefixTextKeys)),))

@@ -454,3 +454,18 @@ SERVING_LATENCY = attach(SERVING_LATENCY, probes={
     Probe("four requests (arrivals 0, 5, 5, 40 ms; 3, 5, 1, 2 tokens): first-token and finish "
           "times", _serve(_A, [20, 8, 8, 30], _N), axes=("request",)),
 ))
+
+
+def _metrics_divide_where(arrival_ms, output_lens, first_token_ms, finish_ms, ttft_slo_ms, tpot_slo_ms):
+    """Correct, other way: TPOT by np.divide(..., where=n > 1)."""
+    out = metrics(arrival_ms, output_lens, first_token_ms, finish_ms, ttft_slo_ms, tpot_slo_ms)
+    n = np.asarray(output_lens, np.float64)
+    gap = np.asarray(finish_ms, np.float64) - np.asarray(first_token_ms, np.float64)
+    out["tpot_ms"] = np.divide(gap, n - 1, out=np.zeros_like(gap), where=n > 1)
+    return out
+
+
+from attnkata import Fake  # noqa: E402
+
+SERVING_LATENCY = attach(SERVING_LATENCY, variants=(
+    Fake("divide_where", {"latency_metrics": _metrics_divide_where}),))

@@ -548,3 +548,31 @@ SPECULATIVE_DECODING = attach(SPECULATIVE_DECODING, probes={
                  holds=_holds(lambda g, w: close(float(g), 0.4) and close(float(w), 0.7))),
     ),
 })
+
+
+def _step_by_cdf_scan(target_probs, draft_probs, draft_tokens, accept_u, resample_u):
+    """Correct, other way: u·q < p for acceptance, and draws by scanning the normalised CDF."""
+    p, q = np.asarray(target_probs, float), np.asarray(draft_probs, float)
+
+    def draw(probs):
+        cdf = np.cumsum(probs) / probs.sum()
+        j = int(np.argmax(cdf > resample_u)) if (cdf > resample_u).any() else probs.size - 1
+        while probs[j] <= 0:
+            j -= 1
+        return j
+
+    out = []
+    for i, x in enumerate(int(t) for t in draft_tokens):
+        if accept_u[i] * q[i, x] < p[i, x]:
+            out.append(x)
+            continue
+        out.append(draw(np.clip(p[i] - q[i], 0, None)))
+        return out
+    out.append(draw(p[len(out)]))
+    return out
+
+
+from attnkata import Fake  # noqa: E402
+
+SPECULATIVE_DECODING = attach(SPECULATIVE_DECODING, variants=(
+    Fake("cdf_scan", {"speculative_step": _step_by_cdf_scan}),))

@@ -493,3 +493,38 @@ SWA_KV_CACHE = attach(SWA_KV_CACHE, probes={
     Probe("W = 4, chunks of 1, 3, 1, 6, 2: after each append (len, tokens_seen, positions)",
           _positions(4, [1, 3, 1, 6, 2])),
 ))
+
+
+class _DequeWindow:
+    """Correct, other way: a deque(maxlen=W) of token rows, stacked on read."""
+
+    def __init__(self, n_heads, head_dim, window, dtype=np.float32):
+        from collections import deque
+
+        self.window, self._dtype, self._seen = window, np.dtype(dtype), 0
+        self._shape = (n_heads, head_dim)
+        self._rows = deque(maxlen=window)
+
+    def __len__(self):
+        return len(self._rows)
+
+    @property
+    def tokens_seen(self):
+        return self._seen
+
+    def append(self, k, v):
+        for i in range(k.shape[1]):
+            self._rows.append((np.array(k[:, i], self._dtype), np.array(v[:, i], self._dtype)))
+            self._seen += 1
+
+    def _stack(self, j):
+        h, d = self._shape
+        if not self._rows:
+            return np.zeros((h, 0, d), self._dtype)
+        return np.stack([r[j] for r in self._rows], axis=1)
+
+    keys = property(lambda self: self._stack(0))
+    values = property(lambda self: self._stack(1))
+
+
+SWA_KV_CACHE = attach(SWA_KV_CACHE, variants=(Fake("deque_window", {"SlidingWindowKVCache": _DequeWindow}),))
