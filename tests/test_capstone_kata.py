@@ -13,7 +13,7 @@ torch = pytest.importorskip("torch")
 
 from attnkata.capstone.model import encode, rms_norm, rope  # noqa: E402
 from attnkata.selfcheck import judge_variant, reference_for  # noqa: E402
-from plugins.core.level8 import serve_model as K  # noqa: E402
+from attnkata_plugins.core.level8 import serve_model as K  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -61,8 +61,9 @@ Worked example
 --------------
 Prompt "on monday": 9 bytes, tokens [111, 110, 32, 109, 111, 110, 100, 97, 121].
 - Prefill: 9 rows through every projection; after it each block caches K and V of shape
-  [2, 9, 32] (H_kv, L, D). Its last row of logits picks new token 1.
-- Decode step 1 feeds new token 1 at position 9 (not 0, and not the prompt's "y"
+  [2, 9, 32] (H_kv, L, D). Its last row of logits picks the first new token: greedily,
+  " " (32); the shipped model goes on to " the sun".
+- Decode step 1 feeds that " " (32) at position 9 (not at 0, and not the prompt's "y"
   again): 1 row per projection. Its key is appended first (L = 10), then each query
   head attends over 10 keys: head 3 reads KV head 3 // 2 = 1. RoPE turns its pair 0 by
   9 rad and its pair 1 by 9 · 10000^(−2/32) = 9 · 0.5623 = 5.06 rad.
