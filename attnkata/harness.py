@@ -520,6 +520,9 @@ class Ctx:
         """``hypothesis.given`` with settings fit for grading: seeded from the run's seed, no deadline."""
         from hypothesis import HealthCheck, Phase, given, seed, settings
 
+        from .strategies import resolve
+
+        strategies = resolve(strategies)  # built now if the kata module wrote them lazily
         phases = [Phase.explicit, Phase.generate] + ([Phase.shrink] if shrink and self.shrink else [])
 
         def wrap(fn: Callable[..., None]) -> Callable[[], None]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 
 import platform
+import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -163,7 +164,7 @@ def pytest_configure(config: pytest.Config) -> None:
         from .remote import WorkerUnsupported
 
         try:  # the fork server starts now, importing what every worker needs, while pytest collects
-            config.stash[SESSION].supervisor().warm(set(), ("hypothesis", "attnkata.model"))
+            config.stash[SESSION].supervisor().warm(set(), ("attnkata.model",))
         except WorkerUnsupported:
             pass
 
@@ -261,6 +262,13 @@ class Recorder:
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         katas = list({id(i.kata): i.kata for i in session.items if hasattr(i, "kata")}.values())
+        pm = self.config.pluginmanager
+        if (katas and "hypothesis" not in sys.modules and pm.has_plugin("hypothesispytest")
+                and all(hasattr(i, "kata") for i in session.items)):
+            # Kata checks are not hypothesis tests, so hypothesis' pytest plugin has nothing
+            # to report for them, yet its terminal summary imports hypothesis (~0.5 s) even
+            # in a run whose checks never drew an example.  Only kata checks run: drop it.
+            pm.unregister(name="hypothesispytest")
         if katas and not self.config.option.collectonly:
             from .remote import WorkerUnsupported
 

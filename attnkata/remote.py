@@ -804,7 +804,7 @@ class Supervisor:
 _EARLY: ForkServer | None = None
 
 
-def start_early(preload: tuple[str, ...] = ("hypothesis", "attnkata.model")) -> None:
+def start_early(preload: tuple[str, ...] = ("attnkata.model",)) -> None:
     """Start the run's fork server now, so its interpreter and imports overlap with
     pytest's own start-up; the first :class:`Supervisor` adopts it."""
     global _EARLY

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from hypothesis import strategies as st
+from attnkata.strategies import st
 
 import attnkata
 from attnkata import Claim, Kata, Misconception, Pack, Prediction, check

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import strategies as st
+from attnkata.strategies import st
 
 from attnkata import Claim, Kata, Misconception, Prediction, check
 from attnkata.layouts import layout_check

@@ -5,7 +5,7 @@ from __future__ import annotations
 import tracemalloc
 
 import numpy as np
-from hypothesis import strategies as st
+from attnkata.strategies import st
 
 from attnkata import Claim, Fake, Kata, Misconception, Prediction, check
 from attnkata.layouts import LAYOUTS, covers

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hypothesis import strategies as st
+from attnkata.strategies import st
 
 from attnkata import Claim, Kata, Misconception, Prediction, check
 from attnkata_plugins.kvlab import kv_cache_bytes as lab_bytes

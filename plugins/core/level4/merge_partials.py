@@ -6,7 +6,7 @@ import copy
 import functools
 
 import numpy as np
-from hypothesis import strategies as st
+from attnkata.strategies import st
 
 from attnkata import Claim, Kata, Misconception, Prediction, check
 from attnkata.layouts import layout_check

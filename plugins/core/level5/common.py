@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from hypothesis import strategies as st
+from attnkata.strategies import st
 
 from attnkata import check
 from attnkata.compare import describe

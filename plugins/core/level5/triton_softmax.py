@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hypothesis import strategies as st
+from attnkata.strategies import st
 
 from attnkata import Claim, Fake, Kata, Misconception, Prediction
 from attnkata.layouts import layout_check

@@ -11,8 +11,8 @@ sequence is reported by name.
 
 from __future__ import annotations
 
-from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule
+from attnkata.strategies import st
+from attnkata.strategies import RuleBasedStateMachine, initialize, precondition, rule
 
 from .stateful import Driver
 

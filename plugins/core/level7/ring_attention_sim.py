@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 
-from hypothesis import strategies as st
+from attnkata.strategies import st
 
 from attnkata import Claim, Fake, Kata, Misconception, Prediction, check
 from attnkata.layouts import layout_check

@@ -5,8 +5,8 @@ from __future__ import annotations
 import itertools
 from collections import OrderedDict
 
-from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule
+from attnkata.strategies import st
+from attnkata.strategies import RuleBasedStateMachine, initialize, precondition, rule
 
 from attnkata import Claim, Fake, Kata, Misconception, Prediction, check
 from attnkata.harness import Namespace

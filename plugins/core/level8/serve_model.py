@@ -265,8 +265,8 @@ def judge(ctx, args: tuple, kwargs: dict, want, what: str, tol) -> None:
 
     where = _first_divergence(got, want, tol)
     if where != "every step matches":
-        what += (f" — {where}. Text generated: {_text(got[0] if isinstance(got, (tuple, list)) and got else [])}"
-                 f"; the model's: {_text(want[0])}")
+        mine = got[0] if isinstance(got, (tuple, list)) and got else []
+        what += f" — {where}. Text generated: {_text(mine)}; the model's: {_text(want[0])}"
     ctx.match(got, want, what, rerun=rerun, tol=tol)
 
 
@@ -611,7 +611,7 @@ SERVE_MODEL = Kata(
         Claim("serve-cache-equals-model", "A loop that prefills the prompt once and then feeds one "
               "token per step through a per-block KV cache gives, at every step, the logits of the "
               "full model run on the whole sequence (float64 |Δ| ≤ 1e-8; float32 ≤ 2e-3), and the "
-              "same text.", scope="exact", source="vaswani-2017",
+              "same text.", scope="exact", source="shazeer-2019-mqa",
               evidence=("shipped_model_greedy", "shipped_model_sampled", "random_models",
                         "strided_weights"),
               not_claimed="Batch 1, no padding, no paged or quantised cache, no context past the "
@@ -619,7 +619,7 @@ SERVE_MODEL = Kata(
         Claim("serve-one-row-per-token", "With the cache, each generated token sends one row "
               "through every block's W_q, W_k and W_v, as each prompt token did, whatever the "
               "length; recomputing without a cache sends P + i rows at step i.", scope="toy",
-              source="kwon-2023-paged", evidence=("cache_is_used",),
+              source="shazeer-2019-mqa", evidence=("cache_is_used",),
               not_claimed="Counted torch calls on the shipped model (8-token prompt, up to 33 new "
                           "tokens), not time or memory; the attention over the cache still grows "
                           "with the length, linearly."),

@@ -6,7 +6,7 @@ import gc
 import tracemalloc
 
 import numpy as np
-from hypothesis import strategies as st
+from attnkata.strategies import st
 
 from attnkata import Claim, Fake, Kata, Misconception, Prediction, check
 from attnkata.layouts import LAYOUTS, covers

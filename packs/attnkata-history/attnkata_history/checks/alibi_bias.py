@@ -142,7 +142,8 @@ ALIBI_BIAS = Kata(
                       {"alibi_slopes": _from_zero},
                       "Head 0's slope is 2^(−8/H), not 1: the exponent is −8(h+1)/H with h from 0."),
         Misconception("slopes_reversed", "listed the slopes smallest first", {"alibi_slopes": _reversed},
-                      "Head 0 has the largest slope (the most local head), head H − 1 the smallest."),
+                      "For H a power of two head 0 has the largest slope (the most local head) and "
+                      "head H − 1 the smallest; other H append their extra slopes after those."),
         Misconception("positive_bias", "added +m·distance", {"alibi_bias": _positive},
                       "Far keys must LOSE score: the bias is −m·(pos_i − j)."),
         Misconception("bias_start_aligned", "measured distance from row i instead of position "

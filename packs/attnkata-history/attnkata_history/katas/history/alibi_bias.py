@@ -21,7 +21,8 @@ The math
                   = −∞                     for j > pos_i   (the causal mask, folded in)
     pos_i = i + n_k − n_q                  (queries are the LAST n_q positions)
 
-- H      : number of heads; m_h is head h's slope (head 0 has the largest)
+- H      : number of heads; m_h is head h's slope (for H a power of two head 0
+           has the largest; the extra slopes of other H come after, not sorted)
 - i, j   : query row and key column; pos_i is query i's position among the keys
 - n_q, n_k : numbers of queries and keys (n_q < n_k when a chunk is appended to a cache)
 - the bias is added to the scores q·k/√d before the softmax; it is float64 [H, n_q, n_k]
@@ -48,7 +49,7 @@ PREDICTIONS = {
 
 
 def alibi_slopes(n_heads: int) -> np.ndarray:
-    """The H slopes, float64 [H], head 0 first (largest), as in the paper's recipe."""
+    """The H slopes, float64 [H], in the paper's order (head 0 first), as in its recipe."""
     raise NotImplementedError("kata alibi_bias: 2^(−8(h+1)/H), and the recipe for other H")
 
 
