@@ -305,8 +305,10 @@ def sample_steps(ns, p, q, n, seed):
     """Probe: ``n`` steps with draft tokens and uniforms drawn from one seeded Generator."""
     rng = np.random.default_rng(seed)
     gamma = q.shape[0]
+    p0, q0 = np.array(p, dtype=np.float64), np.array(q, dtype=np.float64)
     outs = []
-    for _ in range(n):
+    for _ in range(n):  # fresh copies each step: a subject that edits p or q in place harms
+        p, q = p0.copy(), q0.copy()  # neither the next step nor the caller's arrays
         xs = [int(rng.choice(q.shape[1], p=q[i])) for i in range(gamma)]
         outs.append(ns.speculative_step(p, q, xs, rng.random(gamma), float(rng.random())))
     return outs
