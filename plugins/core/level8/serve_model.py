@@ -326,7 +326,7 @@ def random_models(ctx):
         weights = random_weights(cfg, wseed)
         want = expected(("random", wseed), weights, cfg, prompt, n, temperature, seed)
         judge(ctx, (weights, cfg, prompt, n), {"temperature": temperature, "seed": seed}, want,
-              f"generate(random model: {cfg['n_layers']} blocks, d_model {cfg['d_model']}, "
+              f"generate(random model: {cfg['n_layers']} block{'s' * (cfg['n_layers'] > 1)}, d_model {cfg['d_model']}, "
               f"{cfg['n_heads']} query / {cfg['n_kv_heads']} KV heads, vocab {cfg['vocab']}, "
               f"rope_base {cfg['rope_base']:g}; prompt {prompt}, {n} new tokens, "
               f"temperature={temperature}, seed={seed})", F64)
