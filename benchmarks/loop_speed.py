@@ -28,6 +28,7 @@ from pathlib import Path
 RUNS = {
     "import torch": ["-c", "import torch"],
     "level 0 softmax": ["-m", "pytest", "katas/level0/softmax.py"],
+    "level 1 causal_mask (draws no examples)": ["-m", "pytest", "katas/level1/causal_mask.py"],
     "level 4 tiled_attention": ["-m", "pytest", "katas/level4/tiled_attention.py"],
     "level 5 flash_attention_forward": ["-m", "pytest", "katas/level5/flash_attention_forward.py"],
     "level 6 paged_attention_decode": ["-m", "pytest", "katas/level6/paged_attention_decode.py"],

@@ -48,6 +48,15 @@ def test_a_numpy_kata_without_generated_inputs_imports_none_of_them(project):
     assert heavy == set()
 
 
+def test_a_failing_kata_that_draws_nothing_still_does_not_import_hypothesis(project):
+    text = (REPO / "solutions" / "level1" / "causal_mask.py").read_text()
+    assert "    offset = n_k - n_q " in text
+    project.write("level1/causal_mask.py", text.replace("    offset = n_k - n_q ", "    offset = 0 "))
+    result, heavy = loaded(project, "katas/level1/causal_mask.py")
+    assert result.ret == 1 and "causal_mask failing" in result.stdout.str()
+    assert heavy == set()
+
+
 def test_a_level0_stub_run_imports_neither_torch_nor_triton(project):
     project.write("level0/softmax.py", (REPO / "katas" / "level0" / "softmax.py").read_text())
     result, heavy = loaded(project, "katas/level0/softmax.py")
