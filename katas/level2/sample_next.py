@@ -29,9 +29,10 @@ thousands of seeded draws, not individual draws.
 
 Worked example
 --------------
-p = [0.7, 0.2, 0.1]  →  c = [0.7, 0.9, 1.0]
+p = [0.5, 0.3, 0.2]  →  c = [0.5, 0.8, 1.0]
     u = 0.42 → token 0;   u = 0.75 → token 1;   u = 0.93 → token 2
-Over 10,000 draws token 1 comes up about 2,000 times (give or take √(10,000·0.2·0.8) = 40).
+Over 5,000 draws token 1 comes up about 1,500 times, give or take
+√(5,000 · 0.3 · 0.7) ≈ 32 (one standard deviation of a binomial count).
 """
 
 import numpy as np
