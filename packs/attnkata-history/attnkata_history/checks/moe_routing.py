@@ -82,11 +82,22 @@ def moe_worked_example(ctx):
     ctx.expect("load_balancing_loss", logits, experts)
 
 
-@check("equal logits: the lower expert index comes first")
+@check("equal logits: the lower expert index comes first, also among 64 experts")
 def moe_ties(ctx):
     logits = np.array([[1.0, 1.0, 0.0], [0.0, 2.0, 2.0], [3.0, 3.0, 3.0]])
     for k in (1, 2):
         ctx.expect("top_k_gating", logits, k)
+    # NumPy's default argsort is an introsort: stable by accident on a few experts (it
+    # falls back to insertion sort), not on 64 with many ties, where it reorders equal
+    # logits. Integer logits in 0..2 make every row full of ties.
+    wide = np.random.default_rng(5).integers(0, 3, size=(32, 64)).astype(np.float64)
+    for k in (2, 4):
+        got = call_shaped(ctx, "top_k_gating", wide, k)
+        ctx.match(got[0], ctx.reference("top_k_gating", wide, k)[0],
+                  f"top_k_gating(logits [32, 64] of integers 0..2, so full of ties, {k}): the "
+                  "experts. Equal logits must go to the lower index: a stable sort "
+                  "(np.argsort(-logits, kind='stable'))",
+                  rerun=lambda ns, k=k: ns.top_k_gating(wide.copy(), k)[0])
 
 
 @check("no expert takes more than its capacity; a choice is dropped only when its expert is full")
