@@ -231,7 +231,6 @@ def paged_decode(q, k_pages, v_pages, block_tables, seq_lens, sm_scale=None, num
     if block_tables.shape[0] != S or seq_lens.shape != (S,):
         raise ValueError("block_tables and seq_lens need one row per sequence")
     sm_scale = 1.0 / math.sqrt(d) if sm_scale is None else float(sm_scale)
-    group = H_q // H_kv
     if num_splits is None:
         num_splits = pick_num_splits(S, H_kv, block_tables.shape[1] * page_size, q.device)
     o = torch.empty_like(q)

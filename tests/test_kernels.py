@@ -213,8 +213,8 @@ def test_paged_decode_matches_flash_last_row():
 # ---------------------------------------------------------------- issue 12 additions
 
 from attnkata_kernels import _tuning  # noqa: E402
-from attnkata_kernels.flash_bwd import BWD_TABLE, _attn_bwd  # noqa: E402
-from attnkata_kernels.flash_fwd import FWD_TABLE, _attn_fwd, _forward  # noqa: E402
+from attnkata_kernels.flash_bwd import _attn_bwd  # noqa: E402
+from attnkata_kernels.flash_fwd import _attn_fwd, _forward  # noqa: E402
 from attnkata_kernels.paged_decode import _paged_decode_split, pick_num_splits  # noqa: E402
 
 
