@@ -25,7 +25,9 @@ class Project:
         """Copy a reference into the learner folder, optionally rewriting parts of it."""
         text = (SOLUTIONS / relpath).read_text()
         for old, new in replace.items():
-            assert old in text or old.replace("_", " ") in text, f"{old!r} not in {relpath}"
+            key = old if old in text else old.replace("_", " ")
+            assert key in text, f"{old!r} not in {relpath}"
+            text = text.replace(key, new)
         return self.write(relpath, text, folder)
 
     def write(self, relpath: str, text: str, folder: str = "katas") -> Path:
