@@ -126,11 +126,18 @@ def _compare_arrays(got: Any, want: Any, tol: tuple[float, float] | None, label:
     bad = ~np.isfinite(g) & np.isfinite(w)
     if bad.any():
         at = tuple(int(i) for i in np.argwhere(bad)[0])
-        kind = "NaN" if np.isnan(g[at]) else "inf"
+        kind = "NaN" if np.isnan(g[at]) else ("-inf" if g[at] < 0 else "inf")
+        advice = {  # what produces each non-finite value
+            "NaN": "look for 0/0 (an empty or fully masked row), (-inf) - (-inf), or "
+                   "inf · 0",
+            "inf": "look for exp() of a large number (subtract the row's max first) or a "
+                   "division by 0",
+            "-inf": "look for a mask or -inf fill reaching entries that should be finite "
+                    "(the wrong side of the diagonal, a fully masked row), or log(0)",
+        }[kind]
         return Mismatch(f"{label}got {kind} in {int(bad.sum())} of {w.size} entries where the "
-                        f"answer is finite", (f"first at {list(at)}: expected {w[at]:.6g}",
-                                              "look for exp() of a large number, 0/0 from an "
-                                              "empty row, or (-inf) - (-inf)"))
+                        f"answer is finite", (f"first at {list(at)}: expected {w[at]:.6g}, "
+                                              f"got {kind}", advice))
     rtol, atol = tol or TOLERANCES.get(dtype_name(want), TOLERANCES["float32"])
     with np.errstate(invalid="ignore"):
         close = np.isclose(g, w, rtol=rtol, atol=atol, equal_nan=True)

@@ -68,6 +68,9 @@ class Probe:
     ``axes`` names the output's trailing axes ("query", "feature") and ``tiles``
     the tile size along some of them ({"key": 16}), so a wrong output can be located
     in the kata's own terms.  ``tol`` is the comparison tolerance (default: dtype's).
+    ``entries`` names the kata entries (functions, classes) the probe drives, so a failure
+    in one entry is never named after a probe on another (``Probe.of`` fills it in; for
+    a hand-written ``run`` give it, or the misconception's ``impls`` stand in).
     """
 
     what: str
@@ -76,6 +79,7 @@ class Probe:
     axes: tuple[str, ...] = ()
     tiles: Mapping[str, int] = field(default_factory=dict)
     tol: tuple[float, float] | None = None
+    entries: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, what: str, entry: str, *args: Any, holds: Predicate | None = None,
@@ -87,7 +91,20 @@ class Probe:
             a, kw = copy.deepcopy((args, kwargs))
             return getattr(ns, entry)(*a, **kw)
 
-        return cls(what, run, holds, tuple(axes), dict(tiles or {}), tol)
+        return cls(what, run, holds, tuple(axes), dict(tiles or {}), tol, (entry,))
+
+
+def probe_entries(probe: Probe, m: Any = None) -> set[str]:
+    """The entries ``probe`` drives: its own ``entries``, else those ``m`` replaces."""
+    return set(probe.entries) or (set(getattr(m, "impls", {}) or ()) if m is not None else set())
+
+
+def concerns(m: Any) -> set[str]:
+    """Every entry misconception ``m`` is about: those it replaces and those its probes drive."""
+    out = set(m.impls or ())
+    for p in m.probes:
+        out |= set(p.entries)
+    return out
 
 
 def attempt(thunk: Callable[[], Any]) -> Any:
@@ -449,13 +466,17 @@ def where_wrong(probe: Probe, got: Any, want: Any) -> str:
         return (f"on {probe.what}: shape {list(pair[0])}, expected {list(pair[1])}"
                 + (f" ({rel.replace('_', ' ')})" if rel else ""))
     g, w = _first_wrong(got, want, probe.tol)
+    part = ""
+    if g is not got and isinstance(want, (tuple, list)):   # say which returned value is wrong
+        i = next((i for i, x in enumerate(want) if x is w), None)
+        part = f" of returned value {i + 1} (of {len(want)})" if i is not None else ""
     mask = wrong(g, w, probe.tol) if g is not None else None
     if mask is None:
-        return f"on {probe.what}: wrong"
+        return f"on {probe.what}: wrong{part.replace(' of ', ' in ', 1)}"
     nan = nan_in()(g, w)
     axes = probe.axes or DEFAULT_AXES[-mask.ndim:] if mask.ndim else ()
     return (f"on {probe.what}: wrong{' (NaN)' if nan else ''} in {int(mask.sum())} of "
-            f"{mask.size} entries — {locate(mask, axes, probe.tiles)}")
+            f"{mask.size} entries{part} — {locate(mask, axes, probe.tiles)}")
 
 
 DEFAULT_AXES = ("batch", "head", "row", "column")   # a probe's ``axes`` name them better
@@ -531,6 +552,7 @@ class Diagnosis:
     closest: Evidence | None = None
     where: list[str] = field(default_factory=list)         # localisation, when nothing is named
     note: str = ""                                         # why probing stopped, if it did
+    elsewhere: list[Evidence] = field(default_factory=list)  # named on other entries, not here
 
     @property
     def misconceptions(self) -> list[Any]:

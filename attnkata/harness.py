@@ -24,9 +24,9 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from .compare import Mismatch, compare, describe
-from .diagnose import (Diagnosis, Evidence, Raised, SHAPE_RELATIONS, describe_closest,
-                       describe_named, rank, raise_matches, relation_holds, shape_relation,
-                       where_wrong)
+from .diagnose import (Diagnosis, Evidence, Raised, SHAPE_RELATIONS, concerns, describe_closest,
+                       describe_named, probe_entries, rank, raise_matches, relation_holds,
+                       shape_relation, where_wrong)
 from .model import Kata, Misconception
 from .remote import RemoteModule, WorkerGone, probe as _probe
 from .wire import mutated, snapshot, unwritten
@@ -211,10 +211,14 @@ class Ctx:
         self.seed = seed
         self.shrink = shrink
         self.figures: list[str] = []
+        self.called: list[str] = []   # the entries this check called, first call first
         self.rng = np.random.default_rng(stable_seed(kata.id, check_id, str(seed)))
 
     # -- calling learner code ----------------------------------------------
     def entry(self, name: str) -> Any:
+        """The target's ``name``; the check counts as exercising that entry (a failure
+        is then named after misconceptions about the entries a check touched)."""
+        self._called(name)
         try:
             return getattr(self.target, name)
         except AttributeError:
@@ -231,8 +235,15 @@ class Ctx:
             return self.target._channel.limit(self.timeout, what)
         return time_limit(self.timeout, what)
 
-    def run(self, thunk: Callable[[], Any], what: str) -> Any:
-        """Run learner code ``thunk`` guarded (timeout, not-started, learner traceback)."""
+    def _called(self, name: str) -> None:
+        if name not in self.called:
+            self.called.append(name)
+
+    def run(self, thunk: Callable[[], Any], what: str, *,
+            entries: tuple[str, ...] | None = None) -> Any:
+        """Run learner code ``thunk`` guarded (timeout, not-started, learner traceback).
+        ``entries``: the kata entries ``thunk`` calls, so an exception is named only after
+        misconceptions about them (None: any)."""
         try:
             with self._limit(what):
                 return thunk()
@@ -250,7 +261,7 @@ class Ctx:
             frames = "\n".join(tb[:-1])
             message = (f"{what} raised {tb[-1] if tb else type(exc).__name__}"
                        + (f"\n{frames}" if frames else ""))
-            diagnosis = self.explain([], raised=_raised(exc))
+            diagnosis = self.explain([], raised=_raised(exc), entries=entries)
             lines = _diagnosis_lines(diagnosis)
             named = diagnosis.misconceptions
             raise LearnerError("\n".join([message, *lines]), named[0] if named else None,
@@ -263,7 +274,7 @@ class Ctx:
         fn = self.entry(name)
         what = describe(name, args, kwargs)
         before = snapshot((args, kwargs))
-        out = self.run(lambda: fn(*args, **kwargs), what)
+        out = self.run(lambda: fn(*args, **kwargs), what, entries=(name,))
         self._refuse_mutation(what, self._param(name, mutated(before, args, kwargs)))
         return out
 
@@ -299,7 +310,7 @@ class Ctx:
 
     def _finish(self, name: str, pending: Any, what: str) -> Any:
         """The answer to ``_start``'s call, guarded like :meth:`call`."""
-        out, where = self.run(pending.result, what)
+        out, where = self.run(pending.result, what, entries=(name,))
         self._refuse_mutation(what, self._param(name, where))
         return out
 
@@ -404,9 +415,20 @@ class Ctx:
         """Rank the kata's misconceptions by every piece of evidence: exact reproduction
         (``reproduced``), the exception ``raised``, the shape relation of ``got`` to
         ``want``, and the probes, run on the target (cached per target).  When none is
-        named, ``where`` says on which probe inputs the output is wrong, and where."""
-        pool = [m for m in self.kata.misconceptions
-                if entries is None or not m.impls or set(m.impls) & set(entries)]
+        named, ``where`` says on which probe inputs the output is wrong, and where.
+
+        ``entries`` (the kata entries the failing check exercised; None: unknown) keeps the
+        names to misconceptions about those entries, judged by the probes that drive
+        them; one that probes on other entries name goes to ``elsewhere`` only."""
+        rel = None if entries is None else set(entries)
+
+        def about(m: Misconception) -> bool:
+            return rel is None or not concerns(m) or bool(concerns(m) & rel)
+
+        def bearing(p: Any, m: Misconception) -> bool:
+            return rel is None or not probe_entries(p, m) or bool(probe_entries(p, m) & rel)
+
+        pool = [m for m in self.kata.misconceptions if about(m)]
         diagnosable = any(m.probes or m.raises or m.shapes for m in pool) or self.kata.diagnostics
         if not DIAGNOSIS.probes or not diagnosable:
             return Diagnosis(named=[Evidence(m, reproduced=True) for m in reproduced])
@@ -421,14 +443,30 @@ class Ctx:
                 if rel is not None:
                     e.agrees.append(f"in its output's shape ({_relation_name(rel)})")
             for probe in m.probes:
+                if not bearing(probe, m):
+                    continue
                 verdict = self._probe_holds(probe, m)
                 if verdict is None:
                     continue
                 (e.agrees if verdict else e.disagrees).append(f"on {probe.what}")
             evidence.append(e)
         diagnosis = rank(evidence)
+        if rel is not None:   # mistakes the probes see in other entries: mentioned, not named
+            here = {id(e.misconception) for e in diagnosis.named}
+            for m in self.kata.misconceptions:
+                if id(m) in here or not m.probes:
+                    continue
+                e = Evidence(m)
+                for probe in m.probes:
+                    if bearing(probe, m):
+                        continue
+                    verdict = self._probe_holds(probe, m)
+                    if verdict is not None:
+                        (e.agrees if verdict else e.disagrees).append(f"on {probe.what}")
+                if e.named:
+                    diagnosis.elsewhere.append(e)
         if not diagnosis.named:
-            diagnosis.where = self._where(pool)
+            diagnosis.where = self._where(pool, bearing)
         stopped = _outcomes_for(self.kata.id, self.target).get("stopped")
         if stopped:
             diagnosis.note = stopped
@@ -478,9 +516,9 @@ class Ctx:
         except Exception:
             return False
 
-    def _where(self, pool: list[Misconception]) -> list[str]:
-        probes = list(self.kata.diagnostics) + sorted(
-            (p for m in pool for p in m.probes), key=lambda p: not p.axes)
+    def _where(self, pool: list[Misconception], bearing: Callable[[Any, Any], bool]) -> list[str]:
+        probes = [p for p in self.kata.diagnostics if bearing(p, None)] + sorted(
+            (p for m in pool for p in m.probes if bearing(p, m)), key=lambda p: not p.axes)
         out, right = [], []
         for probe in probes:
             got = self._probe_outcome(probe)
@@ -498,17 +536,21 @@ class Ctx:
         self.figures.append(figure)
 
     def fail(self, message: str, misconception: str | None = None, *,
-             diagnose: bool = False) -> None:
+             diagnose: bool = False, entries: tuple[str, ...] | None = None) -> None:
         """Fail the check; ``misconception`` (an id of this kata's) names the mistake.
         ``diagnose=True`` lets the probes name it instead (docs/DIAGNOSIS.md): for checks
-        that measure (slopes, counts) where several mistakes fail the same way."""
+        that measure (slopes, counts) where several mistakes fail the same way.
+        ``entries``: the entries whose output failed (default: every entry this check
+        called through ``ctx.call``/``ctx.expect``; none called: any)."""
         m = next((m for m in self.kata.misconceptions if m.id == misconception), None)
         if m is not None:
             message += f"\nThis looks like the misconception \"{m.name}\" [{m.id}]."
             if m.explanation:
                 message += f"\n  {m.explanation}"
         elif diagnose:
-            diagnosis = self.explain([])
+            if entries is None and self.called:
+                entries = tuple(self.called)
+            diagnosis = self.explain([], entries=entries)
             named = diagnosis.misconceptions
             raise KataFailure("\n".join([message, *_diagnosis_lines(diagnosis)]),
                               named[0] if named else None, tuple(named[1:]), diagnosis)
@@ -571,12 +613,22 @@ def _diagnosis_lines(d: Diagnosis) -> list[str]:
         for other in d.named[1:]:
             lines.append(f"  (also consistent with \"{other.misconception.name}\" "
                          f"[{other.misconception.id}])")
-        return lines + ([d.note] if d.note else [])
+        return lines + _elsewhere_lines(d) + ([d.note] if d.note else [])
     if d.closest is not None:
         lines.append(describe_closest(d.closest))
     if d.where:
         lines.append("Where it goes wrong, on the diagnosis inputs:")
         lines += [f"  {w}" for w in d.where]
+    lines += _elsewhere_lines(d)
     if d.note:
         lines.append(d.note)
     return lines
+
+
+def _elsewhere_lines(d: Diagnosis) -> list[str]:
+    """Mistakes the probes found in entries this failure did not exercise: a pointer only."""
+    if not d.elsewhere:
+        return []
+    seen = "; ".join(f"\"{e.misconception.name}\" [{e.misconception.id}]" for e in d.elsewhere[:3])
+    return [f"Also seen elsewhere in this kata, in other functions (not the cause of this "
+            f"failure): {seen}."]

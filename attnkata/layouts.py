@@ -203,8 +203,19 @@ def layout_check(entry: str, inputs: Callable[[Any], Iterable[tuple[tuple, dict]
     case's ``(args, kwargs)`` giving one; ``decorator`` is ``check`` or a kata family's
     own (``kernel_check``). Misconceptions are rerun on the same views, so one that
     reads memory as if contiguous (:func:`as_if_contiguous`) is named."""
-    from .compare import describe
+    from .compare import compare, describe
     from .harness import KataFailure
+
+    def contiguous_right(ctx: Any, args: tuple, kwargs: dict, want: Any, case_tol: Any) -> bool:
+        """Whether the learner's answer on the contiguous originals is right (a layout
+        note helps only then)."""
+        if against == "self":
+            return True   # ``want`` is the learner's own answer on them
+        try:
+            got = ctx.call(entry, *copy.deepcopy(args), **copy.deepcopy(kwargs))
+        except KataFailure:
+            return False
+        return compare(got, want, tol=case_tol) is None
 
     def run(ctx: Any) -> None:
         for args, kwargs in inputs(ctx):
@@ -229,10 +240,15 @@ def layout_check(entry: str, inputs: Callable[[Any], Iterable[tuple[tuple, dict]
 
                     ctx.match(got, want, what, rerun=rerun, tol=case_tol, entries=(entry,))
                 except KataFailure as exc:
-                    note = (f"The inputs held the usual values in another memory layout "
-                            f"({layout}: {'; '.join(views)}). Address memory through the "
-                            f"strides (x.stride() in torch, x.strides in NumPy), or make a "
-                            f"contiguous copy first (.contiguous(), np.ascontiguousarray).")
+                    if contiguous_right(ctx, args, kwargs, want, case_tol):
+                        note = (f"The inputs held the usual values in another memory layout "
+                                f"({layout}: {'; '.join(views)}), and the same call on the "
+                                f"contiguous originals is right. Address memory through the "
+                                f"strides (x.stride() in torch, x.strides in NumPy), or make a "
+                                f"contiguous copy first (.contiguous(), np.ascontiguousarray).")
+                    else:
+                        note = ("The same call on ordinary contiguous inputs is wrong too, so "
+                                "this mistake is not about memory layout: fix it there first.")
                     raise type(exc)(f"{exc.message}\n{note}", exc.misconception,
                                     tuple(exc.matched[1:]), exc.diagnosis) from None
 

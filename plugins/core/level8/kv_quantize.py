@@ -88,7 +88,7 @@ def expect_quant(ctx, name: str, x: np.ndarray):
     if problem is None:
         return got
     ctx.fail(f"{name}(x {list(x.shape)} {x.dtype}): {problem}", misconception=which(ctx, name, x, got),
-             diagnose=True)
+             diagnose=True, entries=(name,))
 
 
 def which(ctx, name: str, x: np.ndarray, got) -> str | None:
@@ -131,7 +131,7 @@ def half_step_error(ctx):
                 at = tuple(int(i) for i in np.argwhere(err > bound)[0])
                 ctx.fail(f"{name}: |x − s·q| at {list(at)} is {err[at]:.4g}, more than half a "
                          f"step (s/2 = {float(np.broadcast_to(s, x.shape)[at]) / 2:.4g})",
-                         misconception=which(ctx, name, x, got), diagnose=True)
+                         misconception=which(ctx, name, x, got), diagnose=True, entries=(name,))
 
     prop()
 
@@ -382,6 +382,7 @@ _R8 = np.random.default_rng(808)
 _K1 = _R8.standard_normal((4, 3)) * 2
 _K2 = cache_like((2, 5, 3), np.float32, 809, outliers=1)
 _TIES = np.array([[1.27, 0.019, -0.019, 0.0135, -0.0135, 0.0049]])   # x / s = 127, ±1.9, ±1.35, 0.49
+_TIES2 = np.array([[2.54, 0.052, -0.014], [-1.27, 0.015, 0.008]])    # x / s as in the probe's name
 
 
 def _scale_shape_is(per):
@@ -414,16 +415,16 @@ KV_QUANTIZE = attach(KV_QUANTIZE, probes={
     # source: liu-2024-kivi §3 (keys have fixed outlier channels: per-token key scales erase
     # the ordinary channels) — the per-token quantiser of activations reused for keys
     "per_token_keys": (
-        Probe.of("keys [4 tokens, 3 channels]: the scale's shape", "quantize_keys", _K1,
+        Probe.of("keys [4 tokens, 3 channels]", "quantize_keys", _K1,
                  holds=_scale_shape_is("token")),
-        Probe.of("keys [2, 5, 3] with an outlier channel: the scale's shape", "quantize_keys", _K2,
+        Probe.of("keys [2, 5, 3] with an outlier channel", "quantize_keys", _K2,
                  holds=_scale_shape_is("token")),
     ),
     # source: liu-2024-kivi (values per token); symmetry over-applied from keys
     "per_channel_values": (
-        Probe.of("values [4 tokens, 3 channels]: the scale's shape", "quantize_values", _K1,
+        Probe.of("values [4 tokens, 3 channels]", "quantize_values", _K1,
                  holds=_scale_shape_is("channel")),
-        Probe.of("values [2, 5, 3]: the scale's shape", "quantize_values", _K2,
+        Probe.of("values [2, 5, 3]", "quantize_values", _K2,
                  holds=_scale_shape_is("channel")),
     ),
     # source: pytorch/pytorch quantization docs (qint8 spans −128 … 127; symmetric schemes
@@ -431,6 +432,10 @@ KV_QUANTIZE = attach(KV_QUANTIZE, probes={
     "range_128": (
         Probe.of("keys [4, 3]: the scales", "quantize_keys", _K1, holds=_scale_ratio(127 / 128)),
         Probe.of("values [4, 3]: the scales", "quantize_values", _K1, holds=_scale_ratio(127 / 128)),
+        # a second input per entry, so a mistake in one of the two quantisers is named alone
+        Probe.of("keys [2, 5, 3]: the scales", "quantize_keys", _K2, holds=_scale_ratio(127 / 128)),
+        Probe.of("values [2, 5, 3]: the scales", "quantize_values", _K2,
+                 holds=_scale_ratio(127 / 128)),
     ),
     # source: numpy's astype(int8) truncates toward zero (the cast bug of hand-written
     # quantisers; torch.Tensor.to(torch.int8) likewise)
@@ -438,6 +443,10 @@ KV_QUANTIZE = attach(KV_QUANTIZE, probes={
         Probe.of("one value row whose x / s are 127, ±1.9, ±1.35, 0.49", "quantize_values", _TIES,
                  holds=_holds(_toward_zero)),
         Probe.of("the same numbers as one key channel", "quantize_keys", _TIES.T.copy(),
+                 holds=_holds(_toward_zero)),
+        Probe.of("two value rows whose x / s are 127, 2.6, −0.7 and −127, 1.5, 0.8",
+                 "quantize_values", _TIES2, holds=_holds(_toward_zero)),
+        Probe.of("the same numbers as two key channels", "quantize_keys", _TIES2.T.copy(),
                  holds=_holds(_toward_zero)),
     ),
     # source: no thread found; a teaching note — "int8 halves the KV cache" leaves the

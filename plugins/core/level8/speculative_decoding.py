@@ -80,6 +80,10 @@ def _no_bonus_tokens(alpha, gamma):
     return float(gamma) if alpha >= 1 else float((1 - alpha ** gamma) / (1 - alpha))
 
 
+def _divides_at_one(alpha, gamma):
+    return (1.0 - alpha ** (gamma + 1)) / (1.0 - alpha)
+
+
 def _greedy(p, q, xs, us, ru):
     return step(p, q, xs, us, ru, ratio="greedy")
 
@@ -412,6 +416,13 @@ SPECULATIVE_DECODING = Kata(
                       {"speculative_step": _keeps_going},
                       "Guesses after a rejected one were drafted from a prefix that is now wrong: "
                       "stop at the first rejection."),
+        # Source note: the closed form (1 − α^(γ+1))/(1 − α) copied without its α = 1 limit
+        # (a draft identical to the target) divides by zero.
+        Misconception("divides_at_alpha_one", "divided by 1 − α at α = 1 (the closed form's "
+                      "limit case left out)", {"expected_tokens_per_step": _divides_at_one},
+                      "At α = 1 every guess is accepted: γ + 1 tokens, the limit of "
+                      "(1 − α^(γ+1))/(1 − α). Return γ + 1 there instead of dividing by 0.",
+                      raises=(("ZeroDivisionError", ""),)),
         # Source note: total variation is ½ Σ|p − q|; the ½ is often dropped.
         Misconception("tv_without_half", "computed α as 1 − Σ|p − q| (total variation without its ½)",
                       {"acceptance_rate": _tv_without_half},
@@ -481,6 +492,25 @@ def _all_accepted(gamma):
     return lambda ns: [int(t) for t in ns.speculative_step(p, q, xs, np.zeros(gamma), 0.5)]
 
 
+def _Step(what, run, holds):
+    """A probe that drives speculative_step (so a failure of another entry is never
+    named after it)."""
+    return Probe(what, run, holds, entries=("speculative_step",))
+
+
+def _nonfinite_or_raised(g, w):
+    from attnkata.diagnose import Raised
+
+    return isinstance(g, Raised) or not np.isfinite(float(g))
+
+
+def _alpha_one_and_half(ns):
+    from attnkata.diagnose import attempt
+
+    return (attempt(lambda: ns.expected_tokens_per_step(1.0, 4)),
+            attempt(lambda: ns.expected_tokens_per_step(0.5, 4)))
+
+
 def _reject_then_good(gamma, at):
     """Guess ``at`` is over-proposed and rejected (u = 0.99); every other guess is certain."""
     p = np.tile(np.array([0.1, 0.8, 0.1]), (gamma + 1, 1))
@@ -496,50 +526,59 @@ SPECULATIVE_DECODING = attach(SPECULATIVE_DECODING, probes={
     # source: deepseek-ai/DeepSpec#31 (the acceptance ratio must use the same draft
     # distribution the guess was drawn from: min(1, p(x)/q(x)))
     "ratio_inverted": (
-        Probe("a guess the draft over-proposes (p 0.1, q 0.6) at u = 0.5", _one(_P3, _Q3, 2, 0.5),
+        _Step("a guess the draft over-proposes (p 0.1, q 0.6) at u = 0.5", _one(_P3, _Q3, 2, 0.5),
               _accepted(2)),
-        Probe("a guess the draft under-proposes (p 0.4, q 0.1) at u = 0.5",
+        _Step("a guess the draft under-proposes (p 0.4, q 0.1) at u = 0.5",
               _one([0.5, 0.4, 0.1], [0.2, 0.1, 0.7], 1, 0.5), _rejected(1)),
     ),
     # source: NJUNLP/MCSD#5 and eth-sri/language-model-arithmetic#14 ("why resample from
     # p − q and not from p?")
     "resample_from_target": (
-        Probe("a rejected guess, replacement at ru = 0.95: a token the residual excludes?",
+        _Step("a rejected guess, replacement at ru = 0.95: a token the residual excludes",
               _one(_P3, _Q3, 2, 0.99, ru=0.95), _holds(lambda g, w: g[:1] == [2] and w[:1] != [2])),
-        Probe("a rejected guess, replacement at ru = 0.55: p's draw (1), not the residual's (0)",
+        _Step("a rejected guess, replacement at ru = 0.55: p's draw (1), not the residual's (0)",
               _one(_P3, _Q3, 2, 0.99, ru=0.55), _holds(lambda g, w: g[:1] == [1] and w[:1] == [0])),
     ),
     # source: vllm-project/vllm#2336 (modified rejection sampling: the recovered distribution
     # is max(0, p − q) normalised)
     "residual_not_normalised": (
-        Probe("a rejected guess, replacement at ru = 0.95: a token the residual excludes?",
+        _Step("a rejected guess, replacement at ru = 0.95: a token the residual excludes",
               _one(_P3, _Q3, 2, 0.99, ru=0.95), _holds(lambda g, w: g[:1] == [2] and w[:1] != [2])),
-        Probe("a rejected guess, replacement at ru = 0.4: past the residual's unnormalised mass",
+        _Step("a rejected guess, replacement at ru = 0.4: past the residual's unnormalised mass",
               _one(_P3, _Q3, 2, 0.99, ru=0.4), _holds(lambda g, w: g[:1] == [1] and w[:1] == [0])),
     ),
     # source: vllm-project/vllm#5131 ("if all the draft tokens are selected then we append
     # the bonus token")
     "no_bonus_token": (
-        Probe("γ = 2, p = q uniform, every guess accepted: tokens emitted", _all_accepted(2),
+        _Step("γ = 2, p = q uniform, every guess accepted: tokens emitted", _all_accepted(2),
               _holds(lambda g, w: len(g) == 2 and len(w) == 3)),
-        Probe("γ = 4, every guess accepted: tokens emitted", _all_accepted(4),
+        _Step("γ = 4, every guess accepted: tokens emitted", _all_accepted(4),
               _holds(lambda g, w: len(g) == 4 and len(w) == 5)),
     ),
     # source: jaymody/speculative-sampling#3 and ml-explore/mlx-swift-lm#459 (argmax or
     # equality acceptance is right for greedy decoding only)
     "greedy_verify": (
-        Probe("the target's argmax guessed where q > p (p 0.5, q 0.8) at u = 0.99",
+        _Step("the target's argmax guessed where q > p (p 0.5, q 0.8) at u = 0.99",
               _one([0.5, 0.3, 0.2], [0.8, 0.1, 0.1], 0, 0.99), _accepted(0)),
-        Probe("a guess the target likes more than the draft (p 0.3, q 0.1), not its argmax",
+        _Step("a guess the target likes more than the draft (p 0.3, q 0.1), not its argmax",
               _one([0.6, 0.3, 0.1], [0.8, 0.1, 0.1], 1, 0.99), _holds(lambda g, w: g[:1] == [0])),
     ),
     # source: lablup/mlxcel#902 ("on the first rejection, the correction is drawn … then
     # stop"): later guesses were drafted from a prefix that is now wrong
     "keeps_going_after_reject": (
-        Probe("γ = 2: the 1st guess rejected, the 2nd certain", _reject_then_good(2, 0),
+        _Step("γ = 2: the 1st guess rejected, the 2nd certain", _reject_then_good(2, 0),
               _holds(lambda g, w: len(w) == 1 and len(g) > 1 and g[0] != 1)),
-        Probe("γ = 3: the 2nd guess rejected, the 3rd certain", _reject_then_good(3, 1),
+        _Step("γ = 3: the 2nd guess rejected, the 3rd certain", _reject_then_good(3, 1),
               _holds(lambda g, w: len(w) == 2 and len(g) > 2 and g[1] != 1)),
+    ),
+    # source: leviathan-2023 eq. 1 divides by 1 − α; the α = 1 limit (γ + 1) is the case
+    # a literal transcription of the formula misses
+    "divides_at_alpha_one": (
+        Probe("expected_tokens_per_step at α = 1 and at α = 0.5, γ = 4", _alpha_one_and_half,
+              _holds(lambda g, w: _nonfinite_or_raised(g[0], w[0]) and close(float(g[1]), w[1])),
+              entries=("expected_tokens_per_step",)),
+        Probe.of("expected_tokens_per_step(1.0, 1)", "expected_tokens_per_step", 1.0, 1,
+                 holds=_holds(_nonfinite_or_raised)),
     ),
     # source: leviathan-2023 (α = 1 − D_LK with D_LK = ½ Σ|p − q|): the ½ dropped
     "tv_without_half": (

@@ -1,0 +1,182 @@
+"""A failing check names only misconceptions about the functions it exercised.
+
+QA findings F7 (kv_quantize: a values failure named after the per-token *key* mistake)
+and F21 (speculative_decoding: a ZeroDivisionError in expected_tokens_per_step named
+after the resampling mistake of speculative_step). The learner code is written here,
+differently from each kata's modelled implementation; several mistakes at once, in
+different functions, as a learner makes them.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from attnkata.compare import compare
+from attnkata.harness import Namespace
+from attnkata.runner import FAILED, run_check
+from attnkata.selfcheck import reference_for
+
+
+def run_checks(kata_id: str, impls: dict, max_examples: int = 10) -> dict:
+    """check id → its result, every check of the kata on the reference with ``impls``."""
+    kata, ref = reference_for(kata_id)
+    target = Namespace(ref, impls, "learner")
+    with np.errstate(all="ignore"):
+        return {c.id: run_check(kata, c, target, ref, target_root=None,
+                                max_examples=max_examples, shrink=True) for c in kata.checks}
+
+
+def first_name(result) -> str | None:
+    return result.misconception_ids[0] if result.misconception_ids else None
+
+
+# -- F7: kv_quantize, keys per token AND values scaled by max/128 --------------------
+
+def keys_per_token(k):
+    """Per-token key scales (one per row), written as a learner would."""
+    scale = np.max(np.abs(k), axis=-1, keepdims=True) / 127.0
+    scale = scale.astype(k.dtype)
+    safe = np.where(scale > 0, scale, 1)
+    return np.clip(np.round(k / safe), -127, 127).astype(np.int8), scale
+
+
+def values_over_128(v):
+    """Per-token value scales (right axis), but max/128 and a ±127 clip."""
+    scale = (np.abs(v).max(axis=-1, keepdims=True) / 128).astype(v.dtype)
+    safe = np.where(scale == 0, 1, scale)
+    return np.clip(np.rint(v / safe), -127, 127).astype(np.int8), scale
+
+
+KV_BUGS = {"quantize_keys": keys_per_token, "quantize_values": values_over_128}
+KEY_MISTAKES = {"per_token_keys"}
+
+
+@pytest.fixture(scope="module")
+def kv_results():
+    return run_checks("kv_quantize", KV_BUGS)
+
+
+def test_kv_value_failures_are_not_named_after_the_key_mistake(kv_results):
+    values = kv_results["values_match_reference"]
+    assert values.outcome == FAILED
+    assert first_name(values) == "range_128", values.message
+    assert not KEY_MISTAKES & set(values.misconception_ids), values.message
+    strided = kv_results["values_strided_inputs"]
+    assert strided.outcome == FAILED
+    assert not KEY_MISTAKES & set(strided.misconception_ids), strided.message
+
+
+def test_kv_key_failures_name_the_key_mistake(kv_results):
+    keys = kv_results["keys_match_reference"]
+    assert keys.outcome == FAILED and first_name(keys) == "per_token_keys", keys.message
+
+
+def test_kv_each_failure_is_named_after_a_mistake_in_its_own_function(kv_results):
+    kata, _ = reference_for("kv_quantize")
+    impls = {m.id: set(m.impls) for m in kata.misconceptions}
+    for check_id, r in kv_results.items():
+        if r.outcome != FAILED or not r.misconception_ids:
+            continue
+        called = set(re.findall(r"(quantize_keys|quantize_values|dequantize|int8_kv_bytes)\(",
+                                r.message.split("\n")[0]))
+        for name in r.misconception_ids:
+            assert not called or impls[name] & called, (check_id, name, r.message)
+
+
+def test_kv_value_failure_shows_expected_and_actual(kv_results):
+    msg = kv_results["values_match_reference"].message
+    assert "expected" in msg and "got" in msg, msg
+
+
+def test_kv_key_mistake_elsewhere_is_only_mentioned():
+    """Values wrong alone (keys right on this input): the key mistake the probes see on
+    quantize_keys is at most 'also seen elsewhere', never the name."""
+    kata, ref = reference_for("kv_quantize")
+    results = run_checks("kv_quantize", KV_BUGS)
+    msg = results["values_match_reference"].message
+    assert 'This looks like the misconception "quantised keys per token' not in msg
+    if "per_token_keys" in msg:
+        assert "Also seen elsewhere" in msg, msg
+
+
+# -- F21: speculative_decoding, three mistakes in two functions ----------------------
+
+def step_no_bonus_resample_p(target_probs, draft_probs, draft_tokens, accept_u, resample_u):
+    """Accepts by min(1, p/q); on a rejection draws from p (not the residual); no bonus."""
+    p, q = np.asarray(target_probs, float), np.asarray(draft_probs, float)
+    out = []
+    for i, x in enumerate(int(t) for t in draft_tokens):
+        if accept_u[i] < min(1.0, p[i, x] / q[i, x]):
+            out.append(x)
+            continue
+        cdf = np.cumsum(p[i])
+        out.append(int(min(np.searchsorted(cdf, resample_u, side="right"), p.shape[1] - 1)))
+        break
+    return out
+
+
+def tokens_dividing(alpha, gamma):
+    """The closed form copied literally: divides by 1 − α, also at α = 1."""
+    return (1 - alpha ** (gamma + 1)) / (1 - alpha)
+
+
+SPEC_BUGS = {"speculative_step": step_no_bonus_resample_p,
+             "expected_tokens_per_step": tokens_dividing}
+STEP_MISTAKES = {"ratio_inverted", "resample_from_target", "residual_not_normalised",
+                 "no_bonus_token", "greedy_verify", "keeps_going_after_reject"}
+
+
+@pytest.fixture(scope="module")
+def spec_results():
+    return run_checks("speculative_decoding", SPEC_BUGS)
+
+
+def test_spec_division_by_zero_is_named_after_itself(spec_results):
+    rates = spec_results["spec_rates"]
+    assert rates.outcome == FAILED and "ZeroDivisionError" in rates.message, rates.message
+    assert first_name(rates) == "divides_at_alpha_one", rates.message
+    assert not STEP_MISTAKES & set(rates.misconception_ids), rates.message
+
+
+def test_spec_step_failures_name_step_mistakes(spec_results):
+    exact = spec_results["spec_exact_distribution"]
+    assert exact.outcome == FAILED
+    assert first_name(exact) in STEP_MISTAKES, exact.message
+    assert "divides_at_alpha_one" not in exact.misconception_ids
+
+
+def test_spec_rates_pass_once_the_alpha_one_case_is_fixed():
+    """With only speculative_step wrong, spec_rates passes: its earlier name was wrong."""
+    results = run_checks("speculative_decoding", {"speculative_step": step_no_bonus_resample_p},
+                         max_examples=6)
+    assert results["spec_rates"].outcome != FAILED, results["spec_rates"].message
+
+
+# -- F2/F8: layout advice only when the contiguous inputs are right ------------------
+
+def test_layout_note_only_when_contiguous_inputs_are_right():
+    def k_dot_T(q, k):          # fails on a batch whatever the layout
+        return q @ k.T
+
+    results = run_checks("qk_scores", {"qk_scores": k_dot_T}, max_examples=4)
+    strided = results["qk_strided_inputs"]
+    assert strided.outcome == FAILED
+    assert "Address memory through the strides" not in strided.message, strided.message
+    assert "not about memory layout" in strided.message
+
+
+# -- F6: −∞ is reported as −∞, with advice that fits it ------------------------------
+
+def test_minus_inf_reported_with_its_sign():
+    want = np.zeros((2, 3))
+    got = want.copy()
+    got[1, 2] = -np.inf
+    problem = compare(got, want)
+    text = " ".join([problem.summary, *problem.details])
+    assert "got -inf in 1 of 6" in text and "exp() of a large" not in text, text
+    got[1, 2] = np.inf
+    problem = compare(got, want)
+    assert "got inf in 1 of 6" in problem.summary and "exp()" in " ".join(problem.details)
