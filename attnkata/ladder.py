@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
 from .model import Kata
-from .runner import FAILED, LOCKED, NOT_STARTED, PASSED, UNAVAILABLE
+from .runner import FAILED, LOCKED, NOT_STARTED, UNAVAILABLE
 from .state import now
 
 if TYPE_CHECKING:  # annotations only: hookspecs -> ladder -> manager -> hookspecs is no cycle
@@ -246,7 +246,9 @@ def kata_claims(registry: Registry, ladder: Ladder) -> list[ClaimRow]:
         row = rows[kata.id]
         for claim in kata.claims:
             evidence = list(claim.evidence) or [c.id for c in kata.checks]
-            witnessed = row.status == READY or all(row.checks.get(e) == PASSED for e in evidence)
+            # a claim is the kata's: witnessed once the kata is ready, not while it fails
+            # (a wrong rope still rotates, so its norm claim's checks pass)
+            witnessed = row.status == READY
             figures = [f for e in evidence for f in row.figures.get(e, [])]
             text = claim.text + (f" Measured here: {'; '.join(figures)}." if figures else "")
             out.append(ClaimRow(claim.id, text, claim.scope, claim.source, claim.not_claimed,

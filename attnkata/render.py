@@ -227,10 +227,11 @@ NAMED = 'This looks like the misconception "'
 def fold_repeat(text: str, seen: set[str]) -> str:
     """A misconception named and explained once in a run is only pointed at after that.
 
-    A later failure of the same kata with the same misconception keeps its first line
-    (which check, which call), says ``Same misconception as above: "name" [id].`` and
-    keeps what follows the explanation (notes particular to that check); the values,
-    the explanation and the "also consistent with" lines are in the first failure.
+    A later failure of the same kata with the same misconception keeps every line before
+    the name (which check, which call, its expected and actual values), says ``Same
+    misconception as above: "name" [id].`` and keeps what follows the explanation (notes
+    particular to that check); the explanation and the "also consistent with" lines are
+    in the first failure.
     ``seen`` holds the ``kata [id]`` keys already explained (updated here)."""
     lines = text.split("\n")
     kata = lines[0][1:].split(" ·", 1)[0] if lines and lines[0].startswith("[") else ""
@@ -246,7 +247,7 @@ def fold_repeat(text: str, seen: set[str]) -> str:
         while j < len(lines) and lines[j].startswith("  "):  # explanation, "(also ...)" lines
             j += 1
         named = line[len(NAMED) - 1:end + 1]
-        head = lines[:1] if i > 0 else []
+        head = lines[:i]
         return "\n".join(head + [f"Same misconception as above: {named}."] + lines[j:])
     return text
 
