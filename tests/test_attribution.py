@@ -180,3 +180,42 @@ def test_minus_inf_reported_with_its_sign():
     got[1, 2] = np.inf
     problem = compare(got, want)
     assert "got inf in 1 of 6" in problem.summary and "exp()" in " ".join(problem.details)
+
+
+# -- F27: a failing kata's claims are not "witnessed" --------------------------------
+
+def test_claims_of_a_failing_kata_are_not_witnessed():
+    """A rope written with the other pairing still rotates, so the evidence checks of its
+    claims pass; the kata is failing, and its claims are not listed as witnessed."""
+    from attnkata.ladder import FAILING, READY, KataRow, Ladder, kata_claims
+    from attnkata.manager import load_registry
+
+    _, registry = load_registry()
+    kata = registry.get("rope")
+    assert kata.claims
+    checks = {c.id: "passed" for c in kata.checks}
+    checks[kata.checks[0].id] = "failed"
+    rows = [KataRow(k.id, k.level, k.title, k.pack) for k in registry.katas]
+    row = next(r for r in rows if r.id == "rope")
+    row.status, row.checks = FAILING, checks
+    ladder = Ladder("katas", dict(registry.levels), rows)
+    claims = [c for c in kata_claims(registry, ladder) if c.kata == "rope"]
+    assert claims and not any(c.witnessed for c in claims)
+    row.status = READY
+    assert all(c.witnessed for c in kata_claims(registry, ladder) if c.kata == "rope")
+
+
+# -- F7: a repeated name keeps the failure's own expected/actual lines ---------------
+
+def test_repeated_misconception_keeps_its_values():
+    from attnkata.render import fold_repeat
+
+    first = ('[kv_quantize · a] quantize_values(x [2, 3]): scale: values differ in 1 of 2\n'
+             '  largest error at [0, 0]: expected 0.1, got 0.2\n'
+             'This looks like the misconception "max/128" [range_128].\n  explanation')
+    later = first.replace("[kv_quantize · a]", "[kv_quantize · b]").replace("0.2", "0.3")
+    seen: set[str] = set()
+    assert fold_repeat(first, seen) == first
+    folded = fold_repeat(later, seen)
+    assert "expected 0.1, got 0.3" in folded and "Same misconception as above" in folded
+    assert "explanation" not in folded
