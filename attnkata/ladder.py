@@ -32,6 +32,7 @@ class KataRow:
     stale: bool = False                                    # from an earlier run
     run: str = ""                                          # the pytest arguments for just this kata
     skipped: bool = False                                  # the learner chose to come back later
+    init: str = ""                # a pack whose stub is not in katas/ yet: `attnkata init PACK`
 
     @property
     def done(self) -> bool:
@@ -75,9 +76,10 @@ class Ladder:
         return bool(rows) and all(r.done for r in rows)
 
     def next_kata(self) -> KataRow | None:
-        """The first kata in ladder order that is not ready, can run here, and is not skipped."""
-        return next((r for r in self.rows if r.status not in (READY, UNAVAILABLE) and not r.skipped),
-                    None)
+        """The first kata in ladder order that is not ready, can run here, and is not skipped;
+        katas whose pack's stubs are not copied yet (``attnkata init PACK``) come after the rest."""
+        todo = [r for r in self.rows if r.status not in (READY, UNAVAILABLE) and not r.skipped]
+        return next((r for r in todo if not r.init), todo[0] if todo else None)
 
     def mark_skipped(self, entries: dict) -> None:
         """Apply the ledger's skip marks (``attnkata skip KATA``)."""
@@ -143,7 +145,7 @@ def _row(data: Any) -> KataRow:
     _need(row.level, int, f"{row.id}'s level")
     if row.status not in STATUS_ORDER:
         raise ValueError(f"{row.id}'s status {row.status!r} is unknown")
-    for name in ("title", "pack", "detail", "misconception", "run"):
+    for name in ("title", "pack", "detail", "misconception", "run", "init"):
         _need(getattr(row, name), str, f"{row.id}'s {name}")
     _need(row.checks, dict, f"{row.id}'s checks")
     _need(row.figures, dict, f"{row.id}'s figures")
@@ -230,6 +232,9 @@ def build_ladder(registry: Registry, target: str, outcomes: dict[str, dict[str, 
         own = katas_dir / kata.path if katas_dir else None
         row.run = (f"{katas_dir.name}/{kata.path}" if own is not None and own.exists()
                    else f"-k {kata.id}")
+        pack = registry.packs.get(kata.pack)
+        row.init = (kata.pack if own is not None and not own.exists() and pack is not None
+                    and Path(pack.katas_dir).resolve() != katas_dir.resolve() else "")
         rows.append(row)
     ladder = Ladder(target, dict(sorted(registry.levels.items())), rows,
                     problems=[str(p) for p in registry.problems], environment=environment or {})

@@ -130,7 +130,9 @@ def ladder_table(ladder: Ladder, width: int = 120) -> Table:
                 feedback.append(f"looks like: {row.misconception}", style="bold")
                 if row.detail:
                     feedback.append("\n")
-            if row.status == NOT_STARTED and row.run.endswith(".py"):
+            if row.status in (NOT_STARTED, NOT_RUN) and row.init:
+                feedback.append(init_pointer(row.init), style="dim")  # no file to open yet
+            elif row.status == NOT_STARTED and row.run.endswith(".py"):
                 feedback.append(row.run, style="dim")  # where to start, not the stub's message
             elif row.id in ladder.turned_ready:
                 feedback.append(solution_pointer(row.id), style="cyan")
@@ -148,8 +150,12 @@ def summary(ladder: Ladder) -> Text:
         text.append("Every kata that can run here is ready. ", style="bold green")
     else:
         text.append("Next: ", style="bold")
-        text.append(f"{nxt.id} (level {nxt.level}) — {_advice(nxt.status, nxt.id)}\n")
-        text.append(f"      pytest {nxt.run or '-k ' + nxt.id}", style="cyan")
+        if nxt.init and nxt.status in (NOT_STARTED, NOT_RUN):
+            text.append(f"{nxt.id} (level {nxt.level}) — {init_pointer(nxt.init)}\n")
+            text.append(f"      attnkata init {nxt.init}", style="cyan")
+        else:
+            text.append(f"{nxt.id} (level {nxt.level}) — {_advice(nxt.status, nxt.id)}\n")
+            text.append(f"      pytest {nxt.run or '-k ' + nxt.id}", style="cyan")
     cal = ladder.calibration
     if cal.get("answered"):
         text.append(f"\nPredictions: {cal['answered']}/{cal['asked']} answered, "
@@ -161,6 +167,11 @@ def summary(ladder: Ladder) -> Text:
     for problem in ladder.problems:
         text.append(f"\n⚠ {problem}", style="bold yellow")
     return text
+
+
+def init_pointer(pack: str) -> str:
+    """What a kata whose stub is not in katas/ yet asks of the learner."""
+    return f"run `attnkata init {pack}` to copy its stub into katas/"
 
 
 def _advice(status: str, kata_id: str) -> str:
@@ -202,6 +213,8 @@ def _row_feedback(row: Any, ladder: Ladder) -> str:
         return f"see above; {hint_pointer(row.id)}"
     if row.status == READY:
         return solution_pointer(row.id) if row.id in ladder.turned_ready else ""
+    if row.status in (NOT_STARTED, NOT_RUN) and row.init:
+        return init_pointer(row.init)
     if row.status == NOT_STARTED and row.run.endswith(".py"):
         return f"start in {row.run}"
     return row.detail
