@@ -190,6 +190,15 @@ def cmd_doctor(args, pm, registry) -> int:
     return 0 if healthy else 1
 
 
+def _wrap(text: str, args, keep: tuple[str, ...] = ()) -> str:
+    """One paragraph wrapped to the output width, never a word, or a phrase in ``keep``
+    (a command to type), cut in two."""
+    for phrase in keep:
+        text = text.replace(phrase, phrase.replace(" ", "\xa0"))
+    return textwrap.fill(text, width=args.width, subsequent_indent="  ", break_long_words=False,
+                         break_on_hyphens=False).replace("\xa0", " ")
+
+
 def cmd_hint(args, pm, registry) -> int:
     from .state import ledger
 
@@ -214,7 +223,7 @@ def cmd_hint(args, pm, registry) -> int:
     not_saved(store, args)
     upto = len(kata.hints) if args.all else shown
     for i, hint in enumerate(kata.hints[:upto], 1):
-        print(f"Hint {i}/{len(kata.hints)} for {kata.id}: {hint}")
+        print(_wrap(f"Hint {i}/{len(kata.hints)} for {kata.id}: {hint}", args))
     if upto < len(kata.hints):
         print(f"(run `attnkata hint {kata.id}` again for the next one)")
     return 0
@@ -266,7 +275,8 @@ def cmd_skip(args, pm, registry) -> int:
         return 1
     verb = "back on the ladder" if args.undo else "skipped: the report's Next moves past it"
     for kata in args.katas:
-        print(f"{kata}: {verb}" + ("" if args.undo else f" (undo: attnkata skip --undo {kata})"))
+        undo = f"attnkata skip --undo {kata}"
+        print(_wrap(f"{kata}: {verb}" + ("" if args.undo else f" (undo: {undo})"), args, (undo,)))
     return 0
 
 

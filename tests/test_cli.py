@@ -31,6 +31,14 @@ def test_hints_are_progressive(capsys, tmp_path, monkeypatch):
     assert code == 2
 
 
+def test_hint_and_skip_wrap_at_80_columns(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("ATTNKATA_STATE_DIR", str(tmp_path))
+    _, hints = run(capsys, "--width", "80", "hint", "scaled_scores", "--all")
+    _, skipped = run(capsys, "--width", "80", "skip", "scaled_scores")
+    assert "Hint 3/3" in hints and "attnkata skip --undo scaled_scores" in skipped
+    assert max(len(line) for line in (hints + skipped).splitlines()) <= 80
+
+
 def test_doctor_names_versions_and_levels(capsys):
     code, out = run(capsys, "--width", "200", "doctor")
     assert "numpy" in out and "Triton smoke kernel" in out and "level 0 Scores" in out
