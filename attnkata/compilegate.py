@@ -244,6 +244,41 @@ class GateResult:
         return out
 
 
+def module_names(given: Iterable[str], cwd: str | None = None) -> tuple[list[str], list[str]]:
+    """(dotted module names, one-line problems) for what a person typed: a dotted name
+    (``kernels.paged_decode``) is kept; a file path (``kernels/paged_decode.py``) under the
+    current folder becomes its dotted name (the child imports from there, as ``python -m``)."""
+    import importlib.util
+    from pathlib import Path
+
+    here = Path(cwd or os.getcwd()).resolve()
+    names, problems = [], []
+    for arg in given:
+        if arg.endswith(".py") or "/" in arg or os.sep in arg:
+            path = Path(arg)
+            path = (here / path if not path.is_absolute() else path).resolve()
+            try:
+                rel = path.with_suffix("").relative_to(here)
+            except ValueError:
+                rel = None
+            if not path.is_file() or rel is None or not all(p.isidentifier() for p in rel.parts):
+                problems.append(f"{arg}: not a kernel file under {here}; give a file there "
+                                f"or a module name like kernels.paged_decode")
+                continue
+            names.append(".".join(rel.parts))
+            continue
+        try:
+            found = importlib.util.find_spec(arg) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found and not (here / Path(*arg.split("."))).with_suffix(".py").is_file():
+            problems.append(f"{arg}: no module of that name; give a module name like "
+                            f"kernels.paged_decode or its file, kernels/paged_decode.py")
+            continue
+        names.append(arg)
+    return names, problems
+
+
 def run_gate(modules: Iterable[str] = DEFAULT_MODULES, targets: Sequence[str] = TARGETS,
              shard: int = 0, shards: int = 1, timeout: float = 1800) -> GateResult:
     """Compile shard ``shard`` of ``shards`` of the modules' kernels in a child process.

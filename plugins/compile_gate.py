@@ -18,7 +18,11 @@ def cmd_compile_gate(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from attnkata import compilegate
-    modules = args.modules or list(compilegate.DEFAULT_MODULES)
+    modules, wrong = compilegate.module_names(args.modules or compilegate.DEFAULT_MODULES)
+    for line in wrong:
+        print(f"compile-gate: {line}")
+    if wrong:
+        return 2
     targets = [t for t in args.targets.split(",") if t]
     unknown = [t for t in targets if t not in compilegate.SHARED_LIMIT]
     if unknown:
@@ -52,7 +56,8 @@ def attnkata_cli_commands(subparsers: Any) -> None:
         help="compile the Triton kernels for sm_90 and sm_80 (no GPU needed); fail on "
              "spills, compile errors or shared memory over the limit")
     p.add_argument("modules", nargs="*",
-                   help="kernel modules with gate_cases(arch) (default: the reference kernels)")
+                   help="kernel modules with gate_cases(arch), as module names (kernels.paged_decode) "
+                        "or files (kernels/paged_decode.py) (default: the reference kernels)")
     p.add_argument("--targets", default="sm_90,sm_80", help="comma-separated (default: %(default)s)")
     p.add_argument("--jobs", type=int, default=max(1, min(4, os.cpu_count() or 1)),
                    help="compile processes at once (default: %(default)s)")

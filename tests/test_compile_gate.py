@@ -121,3 +121,18 @@ def test_summary_takes_the_worst_case():
     (line,) = compilegate.summary(rows)
     assert (line["registers"], line["spill_bytes"], line["shared_kb"]) == (180, 8, 4.0)
     assert line["wgmma"] == "some" and line["tma"] == "yes" and line["cases"] == 2
+
+
+def test_a_file_path_becomes_its_module_name_and_a_wrong_one_is_one_line(tmp_path, capsys):
+    (tmp_path / "kern").mkdir()
+    (tmp_path / "kern" / "mine.py").write_text("")
+    names, wrong = compilegate.module_names(["kern/mine.py", "kern.mine"], cwd=str(tmp_path))
+    assert names == ["kern.mine", "kern.mine"] and wrong == []
+    names, wrong = compilegate.module_names(["kern/none.py", "no_such_mod.x"], cwd=str(tmp_path))
+    assert names == [] and len(wrong) == 2
+    assert "kern/none.py" in wrong[0] and "module name like" in wrong[1]
+
+    from attnkata import cli
+    assert cli.main(["--width", "80", "compile-gate", "kernels/no_such_kernel.py"]) == 2
+    out = capsys.readouterr().out
+    assert "not a kernel file" in out and "Traceback" not in out
