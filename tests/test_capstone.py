@@ -194,3 +194,18 @@ def test_serve_refuses_a_prompt_past_the_context(capsys, tmp_path):
     code = main(["--root", str(tmp_path), "serve", "--prompt", "x" * 120, "--max-new-tokens", "32"])
     assert code == 2
     assert "context of 128" in capsys.readouterr().err
+
+
+def test_serve_wires_katas_ready_in_an_earlier_run_like_the_report(tmp_path, monkeypatch):
+    """QA F11: the report shows `ready (earlier run)`; serve must not call it not ready."""
+    from attnkata.capstone.wiring import ready_katas
+    from attnkata.ladder import KataRow, Ladder
+    from attnkata.state import results
+
+    monkeypatch.setenv("ATTNKATA_STATE_DIR", str(tmp_path / "state"))
+    rows = [KataRow("sample_next", 2, "t", "core", "ready", stale=True),
+            KataRow("rope", 1, "t", "core", "ready"),
+            KataRow("softmax", 0, "t", "core", "failing", stale=True)]
+    ladder = Ladder("katas", {0: "a", 1: "b", 2: "c"}, rows)
+    results(tmp_path).update(lambda d: d.setdefault("runs", {}).update(katas=ladder.to_json()))
+    assert ready_katas(tmp_path, "katas") == ({"sample_next", "rope"}, True)

@@ -243,13 +243,17 @@ def _first_line(exc: BaseException) -> str:
 # ---------------------------------------------------------------------------
 
 def ready_katas(rootdir: Path, slug: str) -> tuple[set[str], bool]:
-    """Katas the saved results mark ready for this target, and whether any results exist."""
+    """Katas the saved results mark ready for this target, and whether any results exist.
+
+    Ready in an earlier run counts, as in ``attnkata report`` (a learner who runs one file at
+    a time has most katas ready from earlier runs); serve checks each file against the
+    reference as it runs anyway."""
     from attnkata.report import saved_ladder
 
     ladder, _ = saved_ladder(rootdir, slug)
     if ladder is None:
         return set(), False
-    return {row.id for row in ladder.rows if row.done and not getattr(row, "stale", False)}, True
+    return {row.id for row in ladder.rows if row.done}, True
 
 
 def build_kit(registry: Any, target: Any, rootdir: Path, use: str | None,
