@@ -63,10 +63,28 @@ def environment() -> dict[str, Any]:
 
     return {"created": now(), "python": platform.python_version(), "numpy": np.__version__,
             "platform": platform.platform(terse=True), "cpu": cpu_name(), "cpu_count": os.cpu_count(),
+            "load_average": load_average(),
             "timer": "tiled: time.perf_counter per call where it runs (the target's worker), after a "
                      "warm-up, median of at least `repeat` calls, checked against the bench's own wall clock "
                      "(void beyond 10%); naive: time.perf_counter here, median of repeats after one warm-up",
             "memory": "tracemalloc peak during one call, beyond what existed before it"}
+
+
+def load_average() -> list[float] | None:
+    """The 1, 5 and 15-minute load averages (None where the OS has none): a busy machine's
+    timings are noise, so the claim says how busy it was."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
+def spread(samples: list[float]) -> tuple[float, float]:
+    """(p20, p80) of ``samples`` (both the one value when there is one)."""
+    if len(samples) < 2:
+        return samples[0], samples[0]
+    cuts = statistics.quantiles(samples, n=5, method="inclusive")
+    return cuts[0], cuts[3]
 
 
 def _times(fn: Callable[[], Any], repeat: int) -> list[float]:
@@ -108,10 +126,14 @@ def run_cpu_bench(sizes: tuple[int, ...] = (256, 512, 1024, 2048), d: int = 64, 
         run_naive = lambda: naive_attention(q, k, v)      # noqa: E731
         t_naive = _times(run_naive, repeat)
         peak_naive, (o_naive, _) = peak_bytes(run_naive)
+        naive_p20, naive_p80 = spread(t_naive)
         row.update(naive_median_s=statistics.median(t_naive), naive_min_s=min(t_naive),
+                   naive_p20_s=naive_p20, naive_p80_s=naive_p80,
                    naive_peak_bytes=int(peak_naive),
                    max_abs_diff=float(np.abs(row.pop("_o").astype(np.float64) - o_naive).max()))
-    result = {"schema": SCHEMA, "environment": environment(), "rows": rows}
+    env = environment()
+    env["load_average_after"] = load_average()
+    result = {"schema": SCHEMA, "environment": env, "rows": rows}
     if out_dir is not None:
         write_result(result, Path(out_dir))
     return result
@@ -180,21 +202,30 @@ def cpu_bench_table(result: dict[str, Any]) -> Any:
     who = result.get("target", "reference")
     table = Table(title=f"CPU bench — tiled ({who}) vs naive attention ({env.get('cpu', 'CPU')}, "
                         f"numpy {env.get('numpy', '?')})",
-                  caption="median wall-clock time of a NumPy forward; tracemalloc peak. "
-                          "Host CPU only: says nothing about GPU kernels.")
-    for header in ("N", "d", "tiled time", "naive time", "tiled / naive time",
+                  caption="median wall-clock time of a NumPy forward (p80/p20: the spread of the "
+                          "wider side); tracemalloc peak. Host CPU only: says nothing about GPU "
+                          "kernels." + _load_note(env))
+    for header in ("N", "d", "tiled time", "naive time", "tiled / naive time", "p80/p20",
                    "tiled peak", "naive peak", "naive / tiled peak"):
         table.add_column(header, justify="right")
+    from .cpu_path import timing_spread
     for row in result.get("rows", []):
         if row.get("status", "ok") != "ok":
-            table.add_row(str(row["n"]), str(row["d"]), row["status"], "", "", "", "", "")
+            table.add_row(str(row["n"]), str(row["d"]), row["status"], "", "", "", "", "", "")
             continue
         t_ratio = row["tiled_median_s"] / row["naive_median_s"] if row["naive_median_s"] else float("nan")
         m_ratio = row["naive_peak_bytes"] / max(row["tiled_peak_bytes"], 1)
         table.add_row(str(row["n"]), str(row["d"]), _ms(row["tiled_median_s"]), _ms(row["naive_median_s"]),
-                      f"{t_ratio:.2f}×", _mib(row["tiled_peak_bytes"]), _mib(row["naive_peak_bytes"]),
+                      f"{t_ratio:.2f}×", f"{timing_spread(row):.2f}", _mib(row["tiled_peak_bytes"]), _mib(row["naive_peak_bytes"]),
                       f"{m_ratio:.1f}×")
     return table
+
+
+def _load_note(env: dict) -> str:
+    load = env.get("load_average")
+    if not load:
+        return ""
+    return f" Load average {load[0]:.1f} on {env.get('cpu_count') or '?'} cores when it started."
 
 
 def _ms(seconds: float) -> str:

@@ -10,6 +10,7 @@ timing checked against this process's clock.
 
 from __future__ import annotations
 
+import os
 import textwrap
 from pathlib import Path
 from typing import Any, Callable
@@ -92,15 +93,51 @@ def _target_tiled(registry: Any, kernels: Any, target: Any, notes: list[str]) ->
         return None
 
 
+SPREAD_LIMIT = 1.5
+"""Widest p80/p20 of either side's timings that still supports a stated ratio."""
+
+
+def busy(result: dict) -> str:
+    """Why the machine was too busy for its timings to mean anything ('' when it was not):
+    the load average, before or after, above the number of cores."""
+    cpu_env = result.get("environment") or {}
+    cores = cpu_env.get("cpu_count") or os.cpu_count() or 1
+    loads = [la[0] for la in (cpu_env.get("load_average"), cpu_env.get("load_average_after"))
+             if isinstance(la, (list, tuple)) and la]
+    if loads and max(loads) > cores:
+        return f"machine busy (load {max(loads):.1f} on {cores} cores)"
+    return ""
+
+
+def timing_spread(row: dict) -> float:
+    """The wider p80/p20 of the tiled and the naive timings at one N (1.0: no spread known)."""
+    ratios = [row[f"{side}_p80_s"] / row[f"{side}_p20_s"] for side in ("tiled", "naive")
+              if row.get(f"{side}_p20_s") and row.get(f"{side}_p80_s")]
+    return max(ratios, default=1.0)
+
+
 def cpu_claims(result: Any, env: dict, notes: list[str]) -> list[Any]:
-    """One measured claim from the largest N of the CPU bench: time and peak-memory ratios."""
+    """One measured claim from the largest N of the CPU bench: time and peak-memory ratios.
+
+    None when the machine was busy (load average above its cores) or the timings spread
+    wider than ``SPREAD_LIMIT`` (p80/p20 of either side): a note says which instead."""
     from . import results as res
 
     rows = [r for r in result.get("rows", []) if r.get("status", "ok") == "ok"] if isinstance(result, dict) else []
     if not rows:
         return []
+    why = busy(result)
+    if why:
+        notes.append(f"tiled vs naive time: not measured: {why}; rerun on an idle machine")
+        return []
     try:
         row = max(rows, key=lambda r: r["n"])
+        wide = timing_spread(row)
+        if wide > SPREAD_LIMIT:
+            notes.append(f"tiled vs naive time at N={row['n']}: not measured: the timings spread "
+                         f"too wide (p80/p20 = {wide:.2f} > {SPREAD_LIMIT}); rerun with more "
+                         f"--cpu-repeat on an idle machine")
+            return []
         time_ratio = row["tiled_median_s"] / row["naive_median_s"]
         memory_ratio = row["naive_peak_bytes"] / max(row["tiled_peak_bytes"], 1)
         sizes = ",".join(str(r["n"]) for r in rows)
@@ -108,8 +145,12 @@ def cpu_claims(result: Any, env: dict, notes: list[str]) -> list[Any]:
                 f"({result.get('target', 'reference')}) takes "
                 f"{time_ratio:.3g}x naive attention's time and {1 / memory_ratio:.2g}x its peak memory")
         cpu_env = {**env, "dtype": row["dtype"], "shapes": f"N {sizes}, d {row['d']}, block {row.get('block_q')}"}
-        return [res.measured_claim("bench-cpu-target-tiled-vs-naive", text, "dao-2022",
-                                   res.claim_environment(cpu_env, row["dtype"], cpu_env["shapes"]),
+        measured = result.get("environment") or {}
+        pinned = {**res.claim_environment(cpu_env, row["dtype"], cpu_env["shapes"]),
+                  "cpu_count": measured.get("cpu_count"), "load_average": measured.get("load_average"),
+                  "load_average_after": measured.get("load_average_after"),
+                  "p80_over_p20": round(wide, 3), "repeat": row.get("repeat")}
+        return [res.measured_claim("bench-cpu-target-tiled-vs-naive", text, "dao-2022", pinned,
                                    not_claimed="says nothing about GPU kernels; host CPU, NumPy and these sizes only",
                                    evidence=[f"attnkata bench (CPU): {row.get('tiled_impl', '?')} in "
                                              f"{row.get('tiled_file', '?')}"], kata=TILED_KATA)]
