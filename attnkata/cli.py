@@ -125,7 +125,7 @@ def cmd_selfcheck(args, pm, registry) -> int:
         return 2
     table = Table(title="attnkata selfcheck — can every kata's tests fail?", title_justify="left")
     for col in ("kata", "reference", "stub", "fakes rejected", "misconceptions named",
-                "caught, by repro, by probes", "problems"):
+                "caught, by repro, by probes", "details" if args.verbose else "problems"):
         table.add_column(col, overflow="fold")
     verdicts = []
     for kata in katas:
@@ -162,8 +162,10 @@ def cmd_selfcheck(args, pm, registry) -> int:
             f"{total['named']} ({100 * total['named'] / total['misconceptions']:.0f}%): "
             f"{total['reproduction']} by the checks (reproduction), {total['probes']} by "
             f"their probes", width=min(args.width, 100), subsequent_indent="    "))
-    print(f"{len(counted) - len(bad)} passed, {len(bad)} failed  "
-          f"(selfcheck of {len(katas)} katas: reference, stub, fakes, misconceptions)")
+    print(textwrap.fill(
+        f"{len(counted) - len(bad)} passed, {len(bad)} failed (selfcheck of {len(katas)} "
+        f"kata{'' if len(katas) == 1 else 's'}: reference, stub, fakes, misconceptions)",
+        width=min(args.width, 100), subsequent_indent="    "))
     if args.json:
         Path(args.json).write_text(json.dumps([v.__dict__ for v in verdicts], indent=1))
     return 1 if bad or registry.problems else 0
