@@ -863,11 +863,14 @@ def sandbox_rows() -> list[dict[str, Any]]:
             rows.append({"name": "Learner-code worker", "found": "runs (a forked, supervised process)",
                          "ok": True, "needed_for": "every kata: learner code never runs in the grader",
                          "fix": ""})
-            rows.append({"name": "Reading the references", "found": "refused" if refused else "ALLOWED",
+            rows.append({"name": "Reading the references",
+                         "found": "blocked (learner code cannot read solutions/)" if refused
+                         else "ALLOWED",
                          "ok": refused, "needed_for": "honest grading",
                          "fix": "" if refused else "Python's audit hooks are not working here"})
             net = sup.isolation
-            rows.append({"name": "Network for learner code", "found": net, "ok": True,
+            shown = f"isolated{net[2:]}" if net.startswith("on") else net  # "on (no network...)"
+            rows.append({"name": "Network for learner code", "found": shown, "ok": True,
                          "needed_for": "grading untrusted code",
                          "fix": "" if net.startswith("on") else
                          "optional: needs unprivileged user namespaces (Linux; "
@@ -880,6 +883,6 @@ def sandbox_rows() -> list[dict[str, Any]]:
             sup.close()
     cap = f"{memory / 2**30:.1f} GiB address space" if memory else "none (an NVIDIA GPU is present)"
     rows.append({"name": "Memory cap for learner code", "found": cap, "ok": True,
-                 "needed_for": "a runaway allocation fails alone",
+                 "needed_for": "containing a runaway allocation (it fails alone)",
                  "fix": "change with --attnkata-memory-limit or the ini key attnkata_memory_limit"})
     return rows
