@@ -251,7 +251,8 @@ def terminal(views: list[LaunchView], width: int, title: str) -> Any:
             table.rows[:] = table.rows[:24]
         parts.append(table)
         parts.append(Text("lanes: loaded/stored count active lanes inside a tensor; masked off: "
-                          "lanes the mask switched off; out of bounds: active lanes outside "
+                          "lanes the mask switched off, summed over every load and store of the program (a "
+                          "row's masked lanes count once when loaded and once when stored); out of bounds: active lanes outside "
                           "every tensor (skipped here, memory corruption on a GPU)",
                           style="dim"))
         for use in view.tensors:
