@@ -374,7 +374,8 @@ def cmd_grade(args: Any, pm: Any, registry: Any) -> int:
     names = [s.name for s in subs]
     copies = _copies(args.root, registry, subs)
     board = _bench(args, plan, console) if args.bench else None
-    rows = gradebook.build(out, names, weights, copies[0], roster, board)
+    rows = gradebook.build(out, names, weights, copies[0], roster, board,
+                           predictions={k.id: [p.id for p in k.predictions] for k in registry.katas})
     gradebook.write_all(out, rows, weights, copies[1], board)
     gradebook.exports_for_class(out, names)
     console.print(f"wrote {out / 'grades.csv'}, {out / 'class.html'}, per-student results in "

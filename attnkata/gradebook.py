@@ -102,8 +102,31 @@ def flags_of(result: dict, copied: dict[str, list[str]]) -> list[str]:
     return flags
 
 
+def graded_predictions(out: Path, name: str, result: dict, katas: list[dict],
+                       predictions: dict[str, list[str]]) -> tuple[int, int] | None:
+    """(answered, asked) over the graded katas only (``--only``), from the student's ledger;
+    None when the grading covered the whole course (the ladder's own count holds)."""
+    if not result.get("selection"):
+        return None
+    path = Path(out) / "state" / name / "ledger.json"
+    try:
+        targets = json.loads(path.read_text(encoding="utf-8")).get("targets", {})
+    except (OSError, ValueError, AttributeError):
+        targets = {}
+    seen: dict[str, dict] = {}
+    for entries in (targets.values() if isinstance(targets, dict) else ()):
+        for kata_id, entry in (entries.items() if isinstance(entries, dict) else ()):
+            if isinstance(entry, dict) and isinstance(entry.get("predictions"), dict):
+                seen.setdefault(kata_id, {}).update(entry["predictions"])
+    ids = [k["id"] for k in katas]
+    asked = sum(len(predictions.get(i, ())) for i in ids)
+    answered = sum(bool(seen.get(i, {}).get(p)) for i in ids for p in predictions.get(i, ()))
+    return answered, asked
+
+
 def build(out: Path, names: list[str], weights: Weights, copied: dict[str, list[str]],
-          roster: dict[str, dict] | None = None, board: list | None = None) -> list[Row]:
+          roster: dict[str, dict] | None = None, board: list | None = None,
+          predictions: dict[str, list[str]] | None = None) -> list[Row]:
     notes = {e.student: e.note for e in board or [] if e.note.startswith("timing void")}
     copied = {k: list(v) for k, v in copied.items()}
     for student, note in notes.items():  # a voided timing is worth a look
@@ -120,6 +143,9 @@ def build(out: Path, names: list[str], weights: Weights, copied: dict[str, list[
         katas = kata_rows(result)
         ladder = result.get("ladder") or {}
         cal = ladder.get("calibration", {})
+        only = graded_predictions(out, name, result, katas, predictions) if predictions else None
+        if only is not None:  # --only: count the graded katas' predictions, not the course's
+            cal = {**cal, "answered": only[0], "asked": only[1]}
         rows.append(Row(
             student=name, status=result["status"], level=level_reached(result),
             ready=sum(k["status"] == "ready" for k in katas), total=len(katas),
