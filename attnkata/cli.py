@@ -390,7 +390,8 @@ def build_parser(pm, problems: list | None = None) -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="show every hint")
     p.set_defaults(func=cmd_hint)
 
-    p = sub.add_parser("solution", help="once a kata is ready: the reference beside your code (a diff)")
+    p = sub.add_parser("solution", help="once a kata is ready: your code against the reference "
+                                        "(a diff, docstrings left out)")
     p.add_argument("kata")
     p.set_defaults(func=cmd_solution)
 

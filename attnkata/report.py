@@ -146,12 +146,14 @@ def saved_ladder(rootdir: Path, target: str | None = None) -> tuple[Ladder | Non
 
 
 def solution_diff(kata: Any, mine: Path, reference: Path, width: int = 80) -> str:
-    """The learner's file against the reference as a unified diff, wrapped to ``width``."""
+    """The learner's file against the reference as a unified diff of the code, wrapped to
+    ``width``: docstrings (the stub's teaching text, which the reference does not repeat) are
+    left out of both, so the lines that differ are code and the learner's own comments."""
     import difflib
 
-    ours = mine.read_text(encoding="utf-8").splitlines()
-    theirs = reference.read_text(encoding="utf-8").splitlines()
-    lines = difflib.unified_diff(ours, theirs, f"yours: katas/{kata.path}",
+    ours = _without_docstrings(mine.read_text(encoding="utf-8"))
+    theirs = _without_docstrings(reference.read_text(encoding="utf-8"))
+    lines = difflib.unified_diff(ours, theirs, f"yours: katas/{kata.path} (docstrings left out)",
                                  f"reference: solutions/{kata.path}", lineterm="")
     out = []
     for line in lines:  # a long line wraps under its own +/- mark, indented
@@ -160,6 +162,28 @@ def solution_diff(kata: Any, mine: Path, reference: Path, width: int = 80) -> st
         else:
             out += [line[:1] + part for part in wrap_lines(line[1:], width - 1).split("\n")]
     return "\n".join(out)
+
+
+def _without_docstrings(source: str) -> list[str]:
+    """``source``'s lines less its module, class and function docstrings (as is when it does
+    not parse: a diff of what is there beats none)."""
+    import ast
+
+    lines = source.splitlines()
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return lines
+    drop: set[int] = set()
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if not isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        first = body[0] if body else None
+        if (isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant)
+                and isinstance(first.value.value, str)):
+            drop.update(range(first.lineno - 1, first.end_lineno))
+    return [line for i, line in enumerate(lines) if i not in drop]
 
 
 def solution_refusal(kata: Any, ladder: Ladder | None) -> str:
