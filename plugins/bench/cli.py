@@ -31,11 +31,20 @@ implementation), and prints them in 80 columns; JSON and a PNG plot.  Without CU
 so, times the CPU kata as above, and exits with status 3."""
 
 
+def _paragraphs(text: str, width: int = 78) -> str:
+    """``text``'s paragraphs refilled to ``width`` (the help fits an 80-column terminal)."""
+    import textwrap
+
+    return "\n\n".join(textwrap.fill(" ".join(par.split()), width, break_on_hyphens=False)
+                       for par in text.split("\n\n"))
+
+
 def add_command(subparsers: Any) -> argparse.ArgumentParser:
     from .options import add_options
 
     parser = subparsers.add_parser("bench", help="benchmark the GPU katas' kernels (or the CPU katas without CUDA)",
-                                   description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+                                   description=_paragraphs(DESCRIPTION),
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--target", dest="attnkata_bench_target", default="katas", metavar="katas|solutions|DIR",
                         help="whose kernels to time: the learner's katas (default), the solutions, or a folder")
     parser.add_argument("--seed", dest="attnkata_bench_seed", type=int, default=0, metavar="SEED",

@@ -29,12 +29,13 @@ QUICK_NEEDS_GPU = ("attnkata bench --quick needs a CUDA GPU, and there is none h
 
 
 def run_cpu(opts: Any, out_dir: Path, stamp: str, target: Any, echo: Callable[[str], Any], *,
-            registry: Any, kernels: Any) -> Any:
+            registry: Any, kernels: Any, explained: bool = False) -> Any:
     from . import results as res
     from .env import environment
     from .outcome import NO_GPU, BenchRun
 
-    echo(textwrap.fill(NO_GPU_EXPLAINED, 80))
+    if not explained:
+        echo(textwrap.fill(NO_GPU_EXPLAINED, 80))
     env = environment(None, created=res.now(), dtype="float32", shapes=f"N {','.join(map(str, opts.cpu_sizes))}, d 64",
                       seed=opts.seed, target=target.name,
                       timer="tiled: wall clock per call in the target's worker, checked against the bench's "
@@ -62,9 +63,10 @@ def run_cpu(opts: Any, out_dir: Path, stamp: str, target: Any, echo: Callable[[s
                 notes.append(result["error"])
         else:
             result = {"error": notes[-1], "target": target.name, "rows": []}
+    claims = cpu_claims(result, env, notes)  # may add why no claim was made
     for note in notes:
-        echo(note)
-    claims = cpu_claims(result, env, notes)
+        echo(textwrap.fill(note, 80, subsequent_indent="  ", break_long_words=False,
+                           break_on_hyphens=False))
     from .targets import unmeasured
 
     data = res.envelope("cpu", env, [], [], claims, notes, message=NO_GPU,

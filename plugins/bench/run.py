@@ -270,7 +270,8 @@ def run_bench(opts: BenchOptions, *, registry: Any, target: Any, learner_root: P
 
             if opts.quick:
                 echo(textwrap.fill(QUICK_NEEDS_GPU, 80))
-            run = run_cpu(opts, out_dir, stamp, target, echo, registry=registry, kernels=kernels)
+            run = run_cpu(opts, out_dir, stamp, target, echo, registry=registry, kernels=kernels,
+                          explained=opts.quick)  # QUICK_NEEDS_GPU said it already
             if opts.quick:
                 run.refused = QUICK_NEEDS_GPU
             return run
