@@ -31,9 +31,11 @@ def cmd_compile_gate(args: argparse.Namespace) -> int:
         return 2
     result = compilegate.run_parallel(modules, targets, jobs=args.jobs)
     console = Console()
-    console.print(compilegate.table(result.rows, per_case=args.all))
+    from attnkata.render import Fitted  # rows stacked when a kernel name would be cut
+    console.print(Fitted(compilegate.table(result.rows, per_case=args.all)))
     console.print(f"{len(result.rows)} compiles ({', '.join(targets)}) in "
-                  f"{result.seconds:.0f} s with {args.jobs} processes")
+                  f"{result.seconds:.0f} s with {args.jobs} "
+                  f"process{'' if args.jobs == 1 else 'es'}")
     if args.json:
         import dataclasses
         import json
