@@ -84,7 +84,8 @@ def renderables(report: dict) -> Any:
         if spec["proposed"]:
             nums.add_row(f"draft acceptance (γ = {report['gamma']})",
                          f"{spec['accepted']}/{spec['proposed']} = {spec['acceptance_rate']:.0%}")
-            nums.add_row("tokens per target step", f"{spec['tokens_per_step']:.2f}")
+            nums.add_row("tokens per target forward (prefill included)",
+                         f"{spec['tokens_per_step']:.2f}")
         mem = Table(title=f"KV memory of the target after {report['tokens']} tokens",
                     title_justify="left")
         mem.add_column("layout")

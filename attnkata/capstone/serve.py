@@ -251,6 +251,7 @@ def build_report(args, model, kit, result, failed, notes, kernels, tolerance, in
             "speculative": {"proposed": result.proposed, "accepted": result.accepted,
                             "acceptance_rate": (result.accepted / result.proposed
                                                 if result.proposed else None),
+                            "target_forwards": result.steps + 1,  # the prefill, then each step
                             "tokens_per_step": n / max(result.steps + 1, 1)},
             "measured": {"tokens_per_s": n / serve_s, "ttft_ms": 1e3 * result.ttft_s,
                          "tpot_ms": 1e3 * (serve_s - result.ttft_s) / max(n - 1, 1),
