@@ -439,9 +439,9 @@ class Ctx:
             if raised is not None and any(raise_matches(p, raised) for p in m.raises):
                 e.agrees.append(f"in the exception it raises ({raised.type})")
             if pair is not None:
-                rel = next((r for r in m.shapes if relation_holds(r, *pair)), None)
-                if rel is not None:
-                    e.agrees.append(f"in its output's shape ({_relation_name(rel)})")
+                shape_rel = next((r for r in m.shapes if relation_holds(r, *pair)), None)
+                if shape_rel is not None:
+                    e.agrees.append(f"in its output's shape ({_relation_name(shape_rel)})")
             for probe in m.probes:
                 if not bearing(probe, m):
                     continue

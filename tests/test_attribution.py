@@ -219,3 +219,17 @@ def test_repeated_misconception_keeps_its_values():
     folded = fold_repeat(later, seen)
     assert "expected 0.1, got 0.3" in folded and "Same misconception as above" in folded
     assert "explanation" not in folded
+
+
+# -- R1: a shape relation found while ranking must not break the entry filter ----------
+
+def test_a_transposed_qk_is_diagnosed_without_an_internal_error():
+    """``k @ swapaxes(q)`` returns Sᵀ: the shape evidence and the entry filter of one
+    explain() once shared a variable, and three checks crashed in the judge."""
+    def transposed(q, k):
+        return k @ np.swapaxes(q, -1, -2)
+
+    results = run_checks("qk_scores", {"qk_scores": transposed})
+    assert any(r.outcome == FAILED for r in results.values())
+    for r in results.values():
+        assert "internal error" not in (r.message or ""), r.message
