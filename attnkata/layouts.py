@@ -246,6 +246,8 @@ def layout_check(entry: str, inputs: Callable[[Any], Iterable[tuple[tuple, dict]
                                 f"contiguous originals is right. Address memory through the "
                                 f"strides (x.stride() in torch, x.strides in NumPy), or make a "
                                 f"contiguous copy first (.contiguous(), np.ascontiguousarray).")
+                    elif exc.misconception is not None:
+                        raise   # named already, and not a layout mistake: nothing to add
                     else:
                         note = ("The same call on ordinary contiguous inputs is wrong too, so "
                                 "this mistake is not about memory layout: fix it there first.")
