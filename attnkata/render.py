@@ -265,6 +265,24 @@ def fold_repeat(text: str, seen: set[str]) -> str:
     return text
 
 
+def wrap_path(label: str, path: str, width: int) -> str:
+    """``label path`` on one line when it fits; else the path on lines of its own, broken
+    only after a ``/`` (never inside a name), continuation lines indented by two."""
+    if len(label) + 1 + len(path) <= width:
+        return f"{label} {path}"
+    parts = path.split("/")
+    lines, line = [label], ""
+    for i, part in enumerate(parts):
+        piece = part + ("/" if i < len(parts) - 1 else "")
+        if line.strip() and len(line) + len(piece) > width:
+            lines.append(line)
+            line = "  " + piece
+        else:
+            line += piece
+    lines.append(line)
+    return "\n".join(lines)
+
+
 def wrap_lines(text: str, width: int) -> str:
     """Wrap each line longer than ``width`` at spaces, keeping its indent; a traceback's
     ``File`` line and a source line with a caret under it are left whole."""

@@ -433,7 +433,7 @@ def run_recipe(kata: Any, recipe: Recipe, state: Any) -> tuple[dict, BaseExcepti
 def cmd_show(args: argparse.Namespace, pm: Any, registry: Any) -> int:
     import os
 
-    from .render import render, use_color, wrap_lines
+    from .render import render, use_color, wrap_lines, wrap_path
 
     width = terminal_width(args)
     try:
@@ -483,7 +483,7 @@ def cmd_show(args: argparse.Namespace, pm: Any, registry: Any) -> int:
     sys.stdout.write(render(terminal(views, width, title), color=color, width=width))
     if views:
         png(views, out, title)
-        print(wrap_lines(f"picture: {_relative(out, Path.cwd())}", width))
+        print(wrap_path("picture:", str(_relative(out, Path.cwd())), width))
     if record.get("truncated"):
         print(wrap_lines("(the record stopped early: too many lanes for one picture)", width))
     if error is not None:

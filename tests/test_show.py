@@ -35,7 +35,7 @@ def record(target: str, kata_id: str = "triton_softmax") -> tuple[dict, BaseExce
 
 def test_show_draws_the_reference_kernel(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "80")
-    png = tmp_path / "softmax.png"
+    png = tmp_path / ("a-folder-name-" * 4) / "softmax.png"   # a path longer than 80 columns
     code = cli.main(["--root", str(REPO), "show", "triton_softmax", "--target", "solutions",
                      "--png", str(png)])
     out = capsys.readouterr().out
