@@ -21,12 +21,27 @@ def scaled(body: str) -> str:
 
 
 def test_untouched_stubs_are_not_started(project):
+    import shutil
+
+    from conftest import REPO
+
+    shutil.copytree(REPO / "katas" / "level0", project.root / "katas" / "level0")
     result, ladder = project.ladder("-k", "level0", "--attnkata-ladder")
     assert result.ret == 0
     assert set(statuses(ladder, 0).values()) == {"not started"}
     assert ladder["levels_ready"] == []
-    result.stdout.fnmatch_lines(["*attnkata ladder*", "*qk_scores*not started*", "*Next: qk_scores*", "*pytest -k qk_scores*"])
+    result.stdout.fnmatch_lines(["*attnkata ladder*", "*qk_scores*not started*", "*Next: qk_scores*",
+                                 "*pytest katas/level0/qk_scores.py*"])
     assert "Traceback" not in result.stdout.str()
+
+
+def test_a_course_without_the_stubs_points_to_init(project):
+    """katas/ is empty (attnkata installed as a package, not cloned): the ladder says how
+    to get the stubs instead of asking the learner to open a file that is not there."""
+    result, ladder = project.ladder("-k", "level0", "--attnkata-ladder")
+    assert result.ret == 0
+    assert set(statuses(ladder, 0).values()) == {"not started"}
+    result.stdout.fnmatch_lines(["*qk_scores*attnkata init core*", "*attnkata init core*"])
 
 
 def test_solutions_target_makes_level_ready(project):
