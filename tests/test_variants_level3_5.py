@@ -10,8 +10,6 @@ quick; the Triton kernels here run in the interpreter at small sizes.
 
 from __future__ import annotations
 
-import dataclasses
-import importlib
 import math
 from pathlib import Path
 
@@ -19,44 +17,17 @@ import numpy as np
 import pytest
 
 from attnkata.harness import Ctx, Namespace
-from attnkata.runner import FAILED, PASSED, run_check
-from attnkata.target import load_module
+from attnkata.runner import FAILED, PASSED
 
 REPO = Path(__file__).resolve().parents[1]
 SOLUTIONS = REPO / "solutions"
 
-_KATAS: dict = {}
-
-
-def kata_and_ref(level: int, name: str):
-    if name not in _KATAS:
-        mod = importlib.import_module(f"attnkata_plugins.core.level{level}.{name}")
-        _KATAS[name] = (getattr(mod, name.upper()),
-                        load_module(SOLUTIONS / f"level{level}/{name}.py", SOLUTIONS))
-    return _KATAS[name]
+from variants import assert_named, kata_and_ref  # noqa: E402
+from variants import verdicts as _verdicts  # noqa: E402
 
 
 def verdicts(kata, ref, impls: dict, checks: tuple = (), max_examples: int = 6):
-    """The checks ``checks`` (all when empty) of ``kata`` run on the reference with
-    ``impls`` replaced, as a learner's module is judged (message and ids named)."""
-    chosen = [c for c in kata.checks if not checks or c.id in checks]
-    assert chosen, f"no check {checks} in {kata.id}"
-    sub = dataclasses.replace(kata, checks=tuple(chosen))
-    target = Namespace(ref, impls, "variant")
-    with np.errstate(all="ignore"):
-        return [run_check(sub, c, target, ref, target_root=None, max_examples=max_examples,
-                          shrink=False) for c in sub.checks]
-
-
-def assert_named(results, expected: str) -> None:
-    """Caught; named ``expected`` by some check; no check names another one first."""
-    failed = [r for r in results if r.outcome == FAILED]
-    assert failed, "the variant passed every check"
-    named = {i for r in failed for i in r.misconception_ids}
-    assert expected in named, [r.message for r in failed][:2]
-    firsts = {r.misconception_ids[0] for r in failed if r.misconception_ids}
-    assert firsts <= {expected}, f"wrongly named {firsts - {expected}}: " + next(
-        r.message for r in failed if r.misconception_ids and r.misconception_ids[0] != expected)
+    return _verdicts(kata, ref, impls, checks, max_examples)
 
 
 def probes_name(kata, ref, impls: dict) -> list[str]:

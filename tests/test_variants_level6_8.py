@@ -10,7 +10,6 @@ tested). Ring attention starts real gloo processes: three variants only, on smal
 
 from __future__ import annotations
 
-import importlib
 import math
 from collections import deque
 from pathlib import Path
@@ -18,43 +17,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from attnkata.harness import Namespace
-from attnkata.runner import FAILED, PASSED, run_check
-from attnkata.target import load_module
+from attnkata.runner import FAILED
 
 REPO = Path(__file__).resolve().parents[1]
 SOLUTIONS = REPO / "solutions"
 
 
-def kata_and_ref(level: int, name: str):
-    mod = importlib.import_module(f"attnkata_plugins.core.level{level}.{name}")
-    kata = getattr(mod, name.upper())
-    return kata, load_module(SOLUTIONS / f"level{level}/{name}.py", SOLUTIONS)
-
-
-def verdicts(kata, ref, impls: dict, max_examples: int = 8):
-    """Every check of ``kata`` run on the reference with ``impls`` replaced, as a
-    learner's module is run (the failure message and the ids it names)."""
-    target = Namespace(ref, impls, "variant")
-    with np.errstate(all="ignore"):
-        return [run_check(kata, c, target, ref, target_root=None, max_examples=max_examples,
-                          shrink=False) for c in kata.checks]
-
-
-def assert_named(results, expected: str) -> None:
-    """Caught; named ``expected`` by some check; no check names another one first."""
-    failed = [r for r in results if r.outcome == FAILED]
-    assert failed, "the variant passed every check"
-    named = {i for r in failed for i in r.misconception_ids}
-    assert expected in named, [r.message for r in failed][:2]
-    firsts = {r.misconception_ids[0] for r in failed if r.misconception_ids}
-    assert firsts <= {expected}, f"wrongly named {firsts - {expected}}: " + next(
-        r.message for r in failed if r.misconception_ids and r.misconception_ids[0] != expected)
-
-
-def assert_silent(results) -> None:
-    bad = [r for r in results if r.outcome != PASSED or r.misconception_ids]
-    assert not bad, bad[0].message
+from variants import assert_named, assert_silent, kata_and_ref, verdicts  # noqa: E402
 
 
 CASES: list[tuple[int, str, str, str, object]] = []   # level, kata, expected, label, make impls
