@@ -217,8 +217,10 @@ def outcome(thunk: Callable[[], Any]) -> Any:
 # Misconception classes: the reference class with one method done wrong
 # ---------------------------------------------------------------------------
 
-def wrong_class(file: str, entry: str, mixin: type) -> Callable[..., Any]:
-    """A constructor for ``mixin`` over the core reference's ``entry`` (built on first use).
+def wrong_class(file: str, entry: str, mixin: type,
+                level: str = "level6") -> Callable[..., Any]:
+    """A constructor for ``mixin`` over the core reference ``solutions/<level>/<file>``'s
+    ``entry`` (built on first use): the reference class with one method done wrong.
 
     The reference is imported lazily, so declaring misconceptions imports no torch.
     """
@@ -229,7 +231,7 @@ def wrong_class(file: str, entry: str, mixin: type) -> Callable[..., Any]:
             from attnkata.target import load_module
 
             from .. import ROOT
-            base = getattr(load_module(ROOT / "solutions" / "level6" / file, ROOT / "solutions"), entry)
+            base = getattr(load_module(ROOT / "solutions" / level / file, ROOT / "solutions"), entry)
             built.append(type(mixin.__name__.lstrip("_"), (mixin, base), {}))
         return built[0](*args, **kwargs)
 

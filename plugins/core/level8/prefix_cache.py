@@ -11,8 +11,7 @@ from attnkata.strategies import RuleBasedStateMachine, initialize, precondition,
 from attnkata import Claim, Fake, Kata, Misconception, Prediction, check
 from attnkata.harness import Namespace
 
-from ..level6.stateful import Driver, outcome, run_machine
-from ._cache8 import wrong_class
+from ..level6.stateful import Driver, outcome, run_machine, wrong_class
 
 # ---------------------------------------------------------------------------
 # Scenarios: each returns only what any correct cache agrees on (never raw block ids)
@@ -523,7 +522,7 @@ class _NeverEvicts:
 
 
 def _impl(mixin):
-    return {"PrefixCache": wrong_class("prefix_cache.py", "PrefixCache", mixin)}
+    return {"PrefixCache": wrong_class("prefix_cache.py", "PrefixCache", mixin, level="level8")}
 
 
 PREFIX_CACHE = Kata(

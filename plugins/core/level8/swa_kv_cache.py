@@ -12,7 +12,7 @@ from attnkata import Claim, Fake, Kata, Misconception, Prediction, check
 from attnkata.layouts import LAYOUTS, covers
 from attnkata.strategies import FLOAT_DTYPES, seeds, sizes
 
-from ._cache8 import wrong_class
+from ..level6.stateful import wrong_class
 
 
 # ---------------------------------------------------------------------------
@@ -185,7 +185,7 @@ def memory_constant_in_length(ctx):
 
 
 def _wrong(mixin):
-    return {"SlidingWindowKVCache": wrong_class("swa_kv_cache.py", "SlidingWindowKVCache", mixin)}
+    return {"SlidingWindowKVCache": wrong_class("swa_kv_cache.py", "SlidingWindowKVCache", mixin, level="level8")}
 
 
 # Source note: Longformer counts w tokens on each side; reading "window W" as W past tokens
